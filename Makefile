@@ -1,0 +1,60 @@
+# Flywheel: the front door. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+##@ Development
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+		/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } \
+		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(UV) pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[operator,serving,dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv with the locked versions (constraints.txt).
+
+.PHONY: lock
+lock: $(STAMP) ## Re-resolve constraints.txt from pyproject.toml (after changing dependencies).
+	$(UV) pip compile --quiet pyproject.toml --all-extras --python-version 3.11 -o constraints.txt
+
+.PHONY: manifests
+manifests: $(STAMP) ## Generate crds/ from the API models.
+	$(BIN)/python -m flywheel.crdgen crds
+
+.PHONY: lint
+lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift.
+	$(BIN)/ruff check operator serving tests
+	$(BIN)/ruff format --check operator serving tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m flywheel.crdgen --check crds
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and auto-fix.
+	$(BIN)/ruff format operator serving tests
+	$(BIN)/ruff check --fix operator serving tests
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite.
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: run
+run: $(STAMP) ## Run the operator in the foreground against the cluster in KUBECONFIG.
+	FLYWHEEL_LIVENESS_PORT=$${FLYWHEEL_LIVENESS_PORT:-8080} $(BIN)/python -m flywheel --verbose
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches.
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,266 @@
+"""The Dataset kind: a data source turned into validated, content-addressed snapshots.
+
+A Dataset names where the data comes from, what its columns mean and which quality rules it must
+pass. Each accepted snapshot is published in `status` under its sha256 digest (the version),
+together with per-feature statistics that later become the drift baseline of every model trained
+on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from flywheel.api.common import (
+    ApiModel,
+    ColumnName,
+    CronSchedule,
+    ShortText,
+    StatusBase,
+    Uri,
+    cel,
+    validations,
+)
+
+SOURCE_SCHEMES = ("sklearn", "http", "https", "pvc", "file")
+BUNDLED_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
+
+DataFormat = Literal["csv", "parquet"]
+FeatureType = Literal["numeric", "categorical"]
+
+
+class DataSource(ApiModel):
+    """Where the data is read from."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.uri.matches('^(sklearn|https?|pvc|file)://.+')",
+                "source.uri must start with sklearn://, http://, https://, pvc:// or file://",
+                ".uri",
+            ),
+            cel(
+                "!self.uri.startsWith('sklearn://') || "
+                "self.uri.matches('^sklearn://(iris|wine|breast_cancer|diabetes|digits)$')",
+                "sklearn:// names a bundled dataset: iris, wine, breast_cancer, diabetes or digits",
+                ".uri",
+            ),
+        )
+    )
+
+    uri: Uri
+    """The data location: `sklearn://<name>` (a dataset bundled with scikit-learn: iris, wine,
+    breast_cancer, diabetes, digits), `http(s)://…` (a CSV or Parquet file), `pvc://<claim>/<path>`
+    (a file on a PersistentVolumeClaim in this namespace) or `file://<path>` (a file inside the
+    ingest pod)."""
+
+    format: DataFormat | None = None
+    """The file format. Inferred from the extension (`.csv`, `.parquet`) when omitted."""
+
+
+class FeatureSpec(ApiModel):
+    """A column used as a model input, with its type."""
+
+    name: ColumnName
+    """The column name."""
+
+    type: FeatureType = "numeric"
+    """`numeric` (binned on quantiles for drift) or `categorical` (one-hot encoded, top-K
+    categories for drift)."""
+
+
+class DatasetSchema(ApiModel):
+    """Which column is the label and how the other columns are used."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.label) || !has(self.exclude) || !(self.label in self.exclude)",
+                "the label column cannot also be excluded",
+            ),
+            cel(
+                "!has(self.label) || !has(self.features) || "
+                "!self.features.exists(f, f.name == self.label)",
+                "the label column cannot also be a feature",
+            ),
+        )
+    )
+
+    label: ColumnName | None = None
+    """The target column. Defaults to a column named `target` or `label`, else the last one."""
+
+    features: list[FeatureSpec] | None = Field(
+        default=None,
+        max_length=512,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """The input columns and their types. When omitted, every column but the label and the
+    excluded ones is a feature, and types are inferred (numbers are numeric, the rest
+    categorical)."""
+
+    exclude: list[ColumnName] | None = Field(default=None, max_length=512)
+    """Columns to drop before training, such as identifiers."""
+
+
+class ColumnRule(ApiModel):
+    """A quality rule on one column. Every check that is set must pass."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.min) || has(self.max) || has(self.allowedValues) || has(self.unique)"
+                " || has(self.maxNullFraction)",
+                "a rule must set at least one of min, max, allowedValues, unique, maxNullFraction",
+            ),
+            cel(
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "min must not be greater than max",
+            ),
+        )
+    )
+
+    column: ColumnName
+    """The column the rule checks."""
+
+    min: float | None = None
+    """The smallest allowed value (numeric columns)."""
+
+    max: float | None = None
+    """The largest allowed value (numeric columns)."""
+
+    allowed_values: list[ShortText] | None = Field(default=None, max_length=1024)
+    """The only values allowed (categorical columns); nulls are governed by maxNullFraction."""
+
+    unique: bool | None = None
+    """When true, no value may appear twice."""
+
+    max_null_fraction: float | None = Field(default=None, ge=0, le=1)
+    """The largest share of nulls allowed in this column, from 0 to 1."""
+
+
+class DatasetValidation(ApiModel):
+    """Quality gates a snapshot must pass before it is published as a version."""
+
+    min_rows: int | None = Field(default=None, ge=0)
+    """The fewest rows a snapshot may have."""
+
+    max_null_fraction: float | None = Field(default=None, ge=0, le=1)
+    """The largest share of nulls allowed in any single column, from 0 to 1."""
+
+    rules: list[ColumnRule] | None = Field(default=None, max_length=256)
+    """Per-column rules."""
+
+    allow_schema_change: bool = False
+    """Whether a snapshot whose columns or column types differ from the previous version may be
+    published. By default such a change fails validation."""
+
+
+class RefreshPolicy(ApiModel):
+    """When to read the source again. A new version is published only if the content changed."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.schedule) != has(self.intervalSeconds)",
+                "refresh needs exactly one of schedule and intervalSeconds",
+            )
+        )
+    )
+
+    schedule: CronSchedule | None = None
+    """A cron schedule (UTC), e.g. `0 3 * * *`."""
+
+    interval_seconds: int | None = Field(default=None, ge=30, le=31_536_000)
+    """Seconds between two reads, at least 30."""
+
+
+class StatisticsOptions(ApiModel):
+    """How per-feature statistics (the drift baseline) are computed."""
+
+    bins: int = Field(default=10, ge=2, le=100)
+    """Histogram bins per numeric feature, with quantile-based edges (plus underflow and overflow
+    bins)."""
+
+    top_k: int = Field(default=20, ge=1, le=200)
+    """Categories kept per categorical feature; the rest count as `__other__`."""
+
+
+class DatasetSpec(ApiModel):
+    """The desired state of a Dataset."""
+
+    source: DataSource
+    """Where the data comes from."""
+
+    data_schema: DatasetSchema = Field(default_factory=DatasetSchema, alias="schema")
+    """How the columns are used: label, features and their types, excluded columns."""
+
+    validation: DatasetValidation = Field(default_factory=DatasetValidation)
+    """Quality gates every snapshot must pass."""
+
+    refresh: RefreshPolicy | None = None
+    """When to read the source again. Without it the source is read on creation and whenever the
+    spec changes."""
+
+    statistics: StatisticsOptions = Field(default_factory=StatisticsOptions)
+    """How per-feature statistics are computed."""
+
+
+Digest = Annotated[str, Field(max_length=71, pattern=r"^sha256:[a-f0-9]{64}$")]
+
+
+class DatasetVersionRecord(ApiModel):
+    """A published version of the dataset."""
+
+    version: Annotated[str, Field(max_length=64)]
+    """The short digest that names the version."""
+
+    digest: Digest
+    """The sha256 of the canonical snapshot."""
+
+    rows: int = Field(ge=0)
+    """Row count."""
+
+    columns: int = Field(ge=0)
+    """Column count."""
+
+    snapshot_uri: Uri = Field(alias="snapshotURI")
+    """Where the snapshot is stored."""
+
+    stats_uri: Uri = Field(alias="statsURI")
+    """Where the statistics are stored."""
+
+    created_at: datetime
+    """When the version was published."""
+
+
+class DatasetStatus(StatusBase):
+    """The observed state of a Dataset. Conditions: Ready, Reconciling, Stalled, Validated."""
+
+    version: Annotated[str, Field(max_length=64)] | None = None
+    """The current version: a short form of the digest."""
+
+    digest: Digest | None = None
+    """The sha256 of the current snapshot, `sha256:<hex>`."""
+
+    rows: int | None = Field(default=None, ge=0)
+    """Rows in the current snapshot."""
+
+    columns: int | None = Field(default=None, ge=0)
+    """Columns in the current snapshot."""
+
+    snapshot_uri: Uri | None = Field(default=None, alias="snapshotURI")
+    """Where the current snapshot is stored."""
+
+    stats_uri: Uri | None = Field(default=None, alias="statsURI")
+    """Where the statistics of the current snapshot are stored (format flywheel.dev/stats/v1)."""
+
+    last_checked: datetime | None = None
+    """When the source was last read, whether or not its content changed."""
+
+    job_name: Annotated[str, Field(max_length=63)] | None = None
+    """The ingest Job of the current or latest attempt."""
+
+    history: list[DatasetVersionRecord] | None = Field(default=None, max_length=20)
+    """The most recent versions, newest first."""

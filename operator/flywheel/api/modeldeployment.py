@@ -1,0 +1,143 @@
+"""The ModelDeployment kind: serve a ModelVersion over the Open Inference Protocol v2.
+
+The operator renders a Deployment of onnxruntime serving pods, a Service and, with `autoscaling`,
+a HorizontalPodAutoscaler. `version` pins a version; `policy: LatestValidated` follows the newest
+validated one. New versions roll out with zero unavailable pods and roll back on failure.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from flywheel.api.common import (
+    ApiModel,
+    ModelName,
+    ResourceRequirements,
+    ShortText,
+    StatusBase,
+    cel,
+    validations,
+)
+
+VersionPolicy = Literal["Pinned", "LatestValidated"]
+
+
+class Autoscaling(ApiModel):
+    """Horizontal autoscaling on CPU; the operator then leaves the replica count to the HPA."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.minReplicas <= self.maxReplicas",
+                "autoscaling.minReplicas must not be greater than maxReplicas",
+            )
+        )
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    """The fewest serving pods."""
+
+    max_replicas: int = Field(ge=1, le=100)
+    """The most serving pods."""
+
+    target_cpu_utilization_percentage: int = Field(default=80, ge=1, le=100)
+    """The average CPU utilisation (of requests) the HPA aims for."""
+
+
+class ServingOptions(ApiModel):
+    """Options of the model server."""
+
+    max_batch_size: int = Field(default=1, ge=1, le=1024)
+    """Adaptive batching: concurrent requests are merged into one inference of at most this many
+    rows. 1 turns batching off."""
+
+    max_batch_latency_ms: int = Field(default=2, ge=0, le=1000)
+    """How long a request may wait for others to fill a batch."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The server's log level."""
+
+    monitoring: bool = True
+    """Export per-feature and prediction histograms binned on the training baseline (needed by a
+    ModelMonitor)."""
+
+
+class Rollout(ApiModel):
+    """How a new version replaces the serving one."""
+
+    progress_deadline_seconds: int = Field(default=180, ge=10, le=3600)
+    """How long new pods may take to become ready before the rollout is rolled back to the last
+    good version."""
+
+    max_surge: int = Field(default=1, ge=1, le=100)
+    """Extra pods started during a rollout; no serving pod is removed before its replacement is
+    ready."""
+
+
+class ModelDeploymentSpec(ApiModel):
+    """The desired serving of a model."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.policy != 'Pinned' || has(self.version)",
+                "version is required when policy is Pinned",
+            ),
+            cel(
+                "self.policy != 'LatestValidated' || !has(self.version)",
+                "version must not be set when policy is LatestValidated",
+            ),
+        )
+    )
+
+    model: ModelName
+    """The registered model to serve."""
+
+    version: int | None = Field(default=None, ge=1, le=1_000_000)
+    """The version to serve (with `policy: Pinned`). It must be validated."""
+
+    policy: VersionPolicy = "Pinned"
+    """`Pinned` serves `version`; `LatestValidated` serves the newest validated ModelVersion of
+    the model and rolls out new ones as they are validated."""
+
+    replicas: int = Field(default=1, ge=0, le=100)
+    """Serving pods, when `autoscaling` is not set. Works with `kubectl scale`."""
+
+    autoscaling: Autoscaling | None = None
+    """CPU-based autoscaling."""
+
+    resources: ResourceRequirements | None = None
+    """Resources of the serving container. Defaults come from the operator settings."""
+
+    serving: ServingOptions = Field(default_factory=ServingOptions)
+    """Model server options."""
+
+    rollout: Rollout = Field(default_factory=Rollout)
+    """How new versions roll out."""
+
+
+class ModelDeploymentStatus(StatusBase):
+    """The observed state. Conditions: Ready, Reconciling, Stalled, Progressing."""
+
+    serving_version: int | None = Field(default=None, ge=1)
+    """The version every ready pod serves; changes only when a rollout completes."""
+
+    target_version: int | None = Field(default=None, ge=1)
+    """The version being rolled out, if a rollout is in progress."""
+
+    last_good_version: int | None = Field(default=None, ge=1)
+    """The version rolled back to when a rollout fails."""
+
+    replicas: int | None = Field(default=None, ge=0)
+    """Serving pods that exist (the scale subresource reads it)."""
+
+    ready_replicas: int | None = Field(default=None, ge=0)
+    """Serving pods that are ready."""
+
+    selector: Annotated[str, Field(max_length=1024)] | None = None
+    """The label selector of the serving pods, as a string (for the scale subresource and HPA)."""
+
+    endpoint: ShortText | None = None
+    """The in-cluster URL of the Open Inference Protocol v2 model endpoint."""

@@ -1,0 +1,211 @@
+"""The ModelVersion kind: the registry entry of one trained model.
+
+A ModelVersion is created by the TrainingRun controller and is immutable: the ONNX artifact's URI
+and sha256, the model signature, the lineage back to the dataset digest, and the held-out metrics.
+Serving verifies the sha256 before it reports ready. The validation verdict and the list of
+deployments serving the version live in `status`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from flywheel.api.common import (
+    ApiModel,
+    ColumnName,
+    ModelName,
+    ObjectName,
+    Scalar,
+    Sha256Hex,
+    ShortText,
+    StatusBase,
+    Uri,
+)
+from flywheel.api.dataset import Digest, FeatureType
+from flywheel.api.trainingrun import Task
+
+TensorDatatype = Literal["BOOL", "INT32", "INT64", "FP32", "FP64", "BYTES"]
+
+
+class Artifact(ApiModel):
+    """The serialized model."""
+
+    uri: Uri
+    """Where the model file is stored, e.g. `pvc://flywheel-artifacts/models/ns/iris/run-1/model.onnx`."""
+
+    format: Literal["onnx"] = "onnx"
+    """The file format. Only ONNX is served: serving never unpickles."""
+
+    sha256: Sha256Hex
+    """The sha256 of the file; serving refuses to become ready when it does not match."""
+
+
+class TensorSpec(ApiModel):
+    """One input or output tensor of the ONNX graph."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    """The tensor name in the graph."""
+
+    datatype: TensorDatatype
+    """The element type, named as in the Open Inference Protocol."""
+
+    shape: list[int] = Field(max_length=8)
+    """The shape; -1 marks a dynamic dimension such as the batch."""
+
+
+class FeatureSignature(ApiModel):
+    """One model input feature, in column order."""
+
+    name: ColumnName
+    """The feature (column) name."""
+
+    type: FeatureType
+    """`numeric` or `categorical`."""
+
+
+class Signature(ApiModel):
+    """What the model takes and returns."""
+
+    task: Task
+    """`classification` or `regression`."""
+
+    inputs: list[TensorSpec] = Field(min_length=1, max_length=512)
+    """Input tensors of the ONNX graph."""
+
+    outputs: list[TensorSpec] = Field(min_length=1, max_length=16)
+    """Output tensors of the ONNX graph (label, probabilities or value)."""
+
+    features: list[FeatureSignature] = Field(
+        min_length=1,
+        max_length=512,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """The input features in order, with their types."""
+
+    class_labels: list[ShortText] | None = Field(default=None, max_length=1024)
+    """The class labels of a classifier, in output order."""
+
+
+class Lineage(ApiModel):
+    """Where the model came from: run, data, code and libraries."""
+
+    training_run: ObjectName
+    """The TrainingRun that produced the model."""
+
+    dataset: ObjectName
+    """The Dataset it was trained on."""
+
+    dataset_version: Annotated[str, Field(max_length=64)]
+    """The Dataset version (short digest)."""
+
+    dataset_digest: Digest
+    """The sha256 of the dataset snapshot."""
+
+    estimator: Annotated[str, Field(max_length=200)]
+    """The import path of the final estimator."""
+
+    params: dict[Annotated[str, Field(max_length=63)], Scalar] = Field(
+        default_factory=dict, max_length=64
+    )
+    """The estimator's parameters."""
+
+    seed: int | None = Field(default=None, ge=0)
+    """The random seed of the split and the estimator."""
+
+    libraries: dict[Annotated[str, Field(max_length=63)], Annotated[str, Field(max_length=63)]] = (
+        Field(default_factory=dict, max_length=32)
+    )
+    """Versions of the libraries that trained and exported the model, e.g. `scikit-learn: 1.6.1`."""
+
+
+class Baseline(ApiModel):
+    """The statistics that drift is measured against."""
+
+    stats_uri: Uri = Field(alias="statsURI")
+    """The training dataset's statistics (format flywheel.dev/stats/v1); serving bins its
+    per-feature metrics on these edges."""
+
+
+class ModelVersionSpec(ApiModel):
+    """An immutable registry entry."""
+
+    model: ModelName
+    """The registered model name."""
+
+    version: int = Field(ge=1, le=1_000_000)
+    """The version number, increasing per model from 1."""
+
+    artifact: Artifact
+    """The ONNX file and its digest."""
+
+    signature: Signature
+    """Inputs, outputs and features."""
+
+    lineage: Lineage
+    """Run, data and libraries."""
+
+    metrics: dict[Annotated[str, Field(max_length=63)], float] = Field(
+        default_factory=dict, max_length=32
+    )
+    """Held-out metrics computed by the training run."""
+
+    baseline: Baseline
+    """The drift baseline."""
+
+
+class GateCheck(ApiModel):
+    """The outcome of one validation gate."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """What was checked, e.g. `accuracy >= 0.9` or `f1_macro vs champion v3`."""
+
+    metric: Annotated[str, Field(max_length=63)]
+    """The metric checked."""
+
+    observed: float
+    """The new model's value."""
+
+    bound: float
+    """The value it was compared with."""
+
+    passed: bool
+    """Whether the check passed."""
+
+    message: Annotated[str, Field(max_length=1024)]
+    """A sentence explaining the outcome."""
+
+
+class ValidationVerdict(ApiModel):
+    """The result of the validation gates."""
+
+    passed: bool
+    """Whether every check passed."""
+
+    checks: list[GateCheck] = Field(default_factory=list, max_length=32)
+    """Each check with its observed value, bound and outcome."""
+
+    champion_version: int | None = Field(default=None, ge=1)
+    """The champion version compared with, if any."""
+
+
+class DeploymentLink(ApiModel):
+    """A ModelDeployment serving this version."""
+
+    name: ObjectName
+    """The ModelDeployment's name."""
+
+
+class ModelVersionStatus(StatusBase):
+    """The observed state of a ModelVersion. Conditions: Ready, Reconciling, Stalled, Validated."""
+
+    validation: ValidationVerdict | None = None
+    """The validation verdict and its checks."""
+
+    deployments: list[DeploymentLink] | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """The ModelDeployments currently serving this version."""

@@ -1,0 +1,20 @@
+"""kopf handlers: the only place that knows kopf's calling conventions.
+
+:func:`build_registry` returns a fresh `kopf.OperatorRegistry` with every handler, so nothing is
+registered at import time and tests can build as many operators as they like.
+"""
+
+from __future__ import annotations
+
+import kopf
+
+from flywheel.handlers.lifecycle import register_lifecycle
+from flywheel.handlers.reconcile import register_kinds
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """All handlers of the operator."""
+    registry = kopf.OperatorRegistry()
+    register_lifecycle(registry)
+    register_kinds(registry)
+    return registry

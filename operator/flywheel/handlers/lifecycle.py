@@ -1,0 +1,82 @@
+"""Operator start-up and shut-down: kopf settings and the Prometheus `/metrics` endpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from flywheel.api import API_GROUP
+from flywheel.handlers.context import OperatorContext
+
+logger = logging.getLogger(__name__)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, context: OperatorContext) -> None:
+    """Keep kopf's bookkeeping in annotations under our group, never in our typed `status`.
+
+    kopf's default progress storage also writes `status.kopf`, which the structural schema
+    prunes, and the mismatch makes kopf log "Patching failed with inconsistencies".
+    """
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-spec"
+    )
+    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = 4
+    logging.getLogger().setLevel(context.settings.log_level)
+
+
+async def start_metrics_server(context: OperatorContext) -> web.AppRunner | None:
+    """Serve the injected registry on `/metrics`; None when the port is 0."""
+    port = context.settings.metrics_port
+    if not port:
+        return None
+    registry = context.metrics.registry
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, context.settings.bind_address, port).start()
+    logger.info("Serving metrics on %s:%d/metrics", context.settings.bind_address, port)
+    return runner
+
+
+def register_lifecycle(registry: kopf.OperatorRegistry) -> None:
+    """Start-up and clean-up handlers."""
+    runners: list[web.AppRunner] = []
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: OperatorContext, **_: Any) -> None:
+        configure_kopf(settings, memo)
+        runner = await start_metrics_server(memo)
+        if runner is not None:
+            runners.append(runner)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        while runners:
+            await runners.pop().cleanup()
+
+    @kopf.on.login(registry=registry)
+    def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the projected service-account token; elsewhere: KUBECONFIG / ~/.kube/config.
+        return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+            settings=settings
+        )
+
+    @kopf.on.probe(id="registry", registry=registry)
+    def probe(memo: OperatorContext, **_: Any) -> str:
+        return "ok" if memo.metrics is not None else "no metrics"

@@ -1,0 +1,49 @@
+"""Operator settings, read once at start-up from `FLYWHEEL_*` environment variables.
+
+The settings object is built in :mod:`flywheel.__main__` and handed to the handlers through
+kopf's memo; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """How the operator runs. Every field can be set as `FLYWHEEL_<NAME>` (upper case)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLYWHEEL_", use_attribute_docstrings=True, extra="ignore", frozen=True
+    )
+
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch, as a JSON list (`["ml", "ml-staging"]`). Empty: the whole cluster."""
+
+    liveness_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of kopf's liveness endpoint `/healthz` (0 turns it off)."""
+
+    metrics_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of the operator's Prometheus `/metrics` (0 turns it off)."""
+
+    bind_address: str = "0.0.0.0"
+    """Address the liveness and metrics endpoints listen on."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The operator's log level."""
+
+    job_image: str = "ghcr.io/flywheel-dev/flywheel-operator:0.1.0"
+    """Image of the ingest and training Jobs (the operator image)."""
+
+    serving_image: str = "ghcr.io/flywheel-dev/flywheel-serving:0.1.0"
+    """Image of the serving pods."""
+
+    artifacts_claim: str = "flywheel-artifacts"
+    """The PersistentVolumeClaim holding datasets, statistics and models in each namespace."""
+
+    @property
+    def clusterwide(self) -> bool:
+        """Whether the operator watches every namespace."""
+        return not self.namespaces
