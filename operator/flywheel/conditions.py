@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from flywheel.api.common import Condition, ConditionStatus
 
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
-
-Status = Literal["True", "False", "Unknown"]
 
 
 @dataclass(frozen=True)

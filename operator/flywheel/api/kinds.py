@@ -7,8 +7,7 @@ reconciler per kind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from flywheel.api.common import API_GROUP, API_VERSION, ApiModel, StatusBase
 from flywheel.api.dataset import DatasetSpec, DatasetStatus
@@ -45,8 +44,7 @@ class Kind:
     spec_rules: tuple[dict[str, str], ...] = ()
     """CEL rules on the whole spec that belong to this kind only (not to embedded copies)."""
     scale: dict[str, str] | None = None
-    summary_condition: str = "Ready"
-    extra: dict[str, Any] = field(default_factory=dict)
+    """The scale subresource's paths, for kinds that `kubectl scale` and an HPA can drive."""
 
     @property
     def singular(self) -> str:
@@ -112,6 +110,7 @@ TRAINING_RUN = Kind(
         PrinterColumn(
             "ModelVersion", ".status.modelVersionRef.name", description="The registered version."
         ),
+        READY,
         PrinterColumn("Message", _condition("Succeeded", "message"), priority=1),
         AGE,
     ),

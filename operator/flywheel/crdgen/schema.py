@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, NoDefault
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
 Schema = dict[str, Any]
@@ -161,6 +161,3 @@ def walk(schema: Schema, path: str = "") -> list[tuple[str, Schema]]:
     if isinstance(schema.get("additionalProperties"), dict):
         nodes += walk(schema["additionalProperties"], f"{path}{{}}")
     return nodes
-
-
-__all__ = ["JsonSchemaValue", "Schema", "model_schema", "walk"]

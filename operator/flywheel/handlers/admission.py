@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
 from pydantic import BaseModel, ValidationError
@@ -24,8 +24,6 @@ from flywheel.status import (
     invalid_spec_verdict,
     stalled_patch,
 )
-
-SpecT = TypeVar("SpecT", bound=BaseModel)
 
 
 def admit(

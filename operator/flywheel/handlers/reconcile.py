@@ -29,19 +29,28 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind) -> None:
         logger: kopf.Logger,
         **_: Any,
     ) -> None:
-        with memo.metrics.timed(kind.kind):
-            parsed = admit(
-                kind,
-                body=body,
-                spec=spec,
-                status=status,
-                generation=meta.get("generation"),
-                patch=patch,
-                context=memo,
-                logger=logger,
-            )
+        metrics = memo.metrics
+        with metrics.timed(kind.kind):
+            try:
+                parsed = admit(
+                    kind,
+                    body=body,
+                    spec=spec,
+                    status=status,
+                    generation=meta.get("generation"),
+                    patch=patch,
+                    context=memo,
+                    logger=logger,
+                )
+            except kopf.TemporaryError:
+                metrics.reconciles.labels(kind=kind.kind, result="retry").inc()
+                raise
+            except Exception as error:
+                metrics.reconciles.labels(kind=kind.kind, result="error").inc()
+                metrics.errors.labels(kind=kind.kind, reason=type(error).__name__).inc()
+                raise
             if parsed is not None:
-                memo.metrics.reconciles.labels(kind=kind.kind, result="success").inc()
+                metrics.reconciles.labels(kind=kind.kind, result="success").inc()
 
     handler_id = f"reconcile-{kind.singular}"
     resource = (API_GROUP, API_VERSION, kind.plural)
