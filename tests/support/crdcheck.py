@@ -170,6 +170,13 @@ def _schema_errors(schema: Schema, value: Any, path: str) -> Iterator[str]:
 
 
 def _bound_errors(schema: Schema, value: Any, path: str) -> Iterator[str]:
+    """Like kube-openapi: the first failing bound of a value only."""
+    for error in _all_bound_errors(schema, value, path):
+        yield error
+        return
+
+
+def _all_bound_errors(schema: Schema, value: Any, path: str) -> Iterator[str]:
     invalid = f"{path}: Invalid value: {_show(value)}: {path} in body"
     if isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema:

@@ -35,7 +35,8 @@ def render_object_schema(kind: Kind) -> Schema:
                 "description": "The versioned schema of this object: flywheel.dev/v1alpha1.",
             },
             "kind": {"type": "string", "description": f"The kind: {kind.kind}."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server refuses anything but a bare type here (even a description).
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

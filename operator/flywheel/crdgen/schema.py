@@ -23,17 +23,20 @@ _DROPPED_KEYS = {"title", "propertyNames"}
 
 
 class _CrdJsonSchema(GenerateJsonSchema):
-    """Emits `default: {}` for nested models built by a default factory.
+    """Emits the full default of nested models built by a default factory.
 
     The API server applies nested defaults only when the parent object exists, so a parent whose
-    own default is "all defaults" must default to `{}` for its children's defaults to apply.
+    own default is "all defaults" needs a default of its own. It is written out in full (not `{}`)
+    because the server checks CEL rules against the default as written, before nested defaults.
     """
 
     def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
         factory = schema.get("default_factory")
         if factory is not None and not schema.get("default_factory_takes_data"):
             value = factory()  # type: ignore[call-arg]
-            return {} if isinstance(value, BaseModel) else NoDefault
+            if isinstance(value, BaseModel):
+                return value.model_dump(by_alias=True, exclude_none=True, mode="json")
+            return NoDefault
         return super().get_default_value(schema)
 
 
