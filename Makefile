@@ -36,16 +36,16 @@ manifests: $(STAMP) ## Generate crds/ from the API models.
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift.
-	$(BIN)/ruff check operator serving tests
-	$(BIN)/ruff format --check operator serving tests
+	$(BIN)/ruff check operator serving hack tests
+	$(BIN)/ruff format --check operator serving hack tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m flywheel.crdgen --check crds
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix.
-	$(BIN)/ruff format operator serving tests
-	$(BIN)/ruff check --fix operator serving tests
+	$(BIN)/ruff format operator serving hack tests
+	$(BIN)/ruff check --fix operator serving hack tests
 
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite.
@@ -54,6 +54,31 @@ test: $(STAMP) ## Run the whole test suite.
 .PHONY: run
 run: $(STAMP) ## Run the operator in the foreground against the cluster in KUBECONFIG.
 	FLYWHEEL_LIVENESS_PORT=$${FLYWHEEL_LIVENESS_PORT:-8080} $(BIN)/python -m flywheel --verbose
+
+##@ Local cluster (pinned upstream binaries, no Docker)
+
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+DEVCLUSTER := PYTHONPATH=hack $(BIN)/python -m devcluster
+
+.PHONY: k8s-binaries
+k8s-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm.
+	bash hack/build-k8s.sh
+
+.PHONY: cluster-up
+cluster-up: $(STAMP) ## Start the local cluster (reused when already running).
+	$(DEVCLUSTER) up --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: $(STAMP) ## Stop the local cluster; no process is left behind.
+	$(DEVCLUSTER) down --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-status
+cluster-status: $(STAMP) ## Components, pids and memory of the local cluster.
+	$(DEVCLUSTER) status --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-env
+cluster-env: $(STAMP) ## Print exports for the cluster: eval "$$(make -s cluster-env)".
+	@$(DEVCLUSTER) env --dir $(CLUSTER_DIR)
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches.

@@ -1,0 +1,310 @@
+"""The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
+
+`up()` starts what is not running (a healthy cluster is reused), waits until the API server is
+ready, the controller manager has created the `default` ServiceAccount and the scheduler is
+healthy, and records pids and ports in `state.json`; `down()` stops everything. All state lives
+in one directory: `pki/`, `etcd/`, `logs/`, the kubeconfigs and `state.json`. Everything listens
+on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from devcluster import pki, processes
+from devcluster.binaries import Binaries
+from devcluster.kubeconfig import write_kubeconfig
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+SERVICE_CIDR = "10.96.0.0/16"
+READY_TIMEOUT = 90.0
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started; the message names the component and its log tail."""
+
+
+@dataclass
+class State:
+    """What `up` recorded: ports and pids of the running components."""
+
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    bin_dir: str = ""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A local cluster rooted at `directory`."""
+
+    directory: Path
+    binaries: Binaries
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (group system:masters)."""
+        return self.directory / "kubeconfig"
+
+    @property
+    def logs(self) -> Path:
+        """Where each component's log goes."""
+        return self.directory / "logs"
+
+    @property
+    def pki(self) -> Path:
+        """Certificates and keys."""
+        return self.directory / "pki"
+
+    def log_tail(self, component: str, lines: int = 40) -> str:
+        """The end of a component's log, for error messages."""
+        path = self.logs / f"{component}.log"
+        if not path.exists():
+            return f"(no log at {path})"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # --- state -----------------------------------------------------------------------------
+
+    def load_state(self) -> State:
+        """The recorded state, empty when none."""
+        path = self.directory / "state.json"
+        if not path.exists():
+            return State()
+        return State(**json.loads(path.read_text()))
+
+    def _save_state(self, state: State) -> None:
+        (self.directory / "state.json").write_text(json.dumps(asdict(state), indent=2))
+
+    def running(self, state: State | None = None) -> dict[str, bool]:
+        """Which recorded components are alive."""
+        state = state or self.load_state()
+        return {
+            name: name in state.pids and processes.alive(state.pids[name], self.binaries.path(name))
+            for name in COMPONENTS
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def up(self) -> State:
+        """Start the cluster, or reuse it when every component is alive and the API is ready."""
+        state = self.load_state()
+        if all(self.running(state).values()) and self._api_ready(state):
+            return state
+        self.down(keep_data=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        state = State(ports=self._ports(state), bin_dir=str(self.binaries.bin_dir))
+        self._ensure_pki_and_kubeconfigs(state)
+        for name in COMPONENTS:
+            state.pids[name] = processes.spawn(self._argv(name, state), self.logs / f"{name}.log")
+            self._save_state(state)
+            self._wait_started(name, state)
+        self._wait_default_service_account(state)
+        return state
+
+    def down(self, *, keep_data: bool = False) -> None:
+        """Stop every component (reverse order); drop etcd data unless `keep_data`."""
+        state = self.load_state()
+        for name in reversed(COMPONENTS):
+            if name in state.pids:
+                processes.stop(state.pids[name], self.binaries.path(name))
+        for pid in processes.mentioning(str(self.directory)):
+            processes.stop(pid, processes.cmdline(pid)[0] if processes.cmdline(pid) else "")
+        (self.directory / "state.json").unlink(missing_ok=True)
+        if not keep_data:
+            subprocess.run(["rm", "-rf", str(self.directory / "etcd")], check=True)
+
+    # --- wiring ----------------------------------------------------------------------------
+
+    def _ports(self, previous: State) -> dict[str, int]:
+        """Reuse the previous ports when free (kubeconfigs stay valid), else pick new ones."""
+        names = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
+        ports: dict[str, int] = {}
+        for name in names:
+            wanted = previous.ports.get(name)
+            ports[name] = (
+                wanted if wanted and _port_free(wanted) else _free_port(set(ports.values()))
+            )
+        return ports
+
+    def _ensure_pki_and_kubeconfigs(self, state: State) -> None:
+        ca = pki.ensure_ca(self.pki)
+        pki.ensure_leaf(
+            self.pki,
+            "apiserver",
+            ca,
+            common_name="kube-apiserver",
+            server_ips=("127.0.0.1", "10.96.0.1"),
+            server_dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+        )
+        pki.ensure_service_account_key(self.pki)
+        server = f"https://127.0.0.1:{state.ports['apiserver']}"
+        users = {
+            "kubeconfig": ("admin", "flywheel-admin", "system:masters"),
+            "controller-manager.kubeconfig": (
+                "controller-manager",
+                "system:kube-controller-manager",
+                None,
+            ),
+            "scheduler.kubeconfig": ("scheduler", "system:kube-scheduler", None),
+        }
+        for filename, (name, user, group) in users.items():
+            client = pki.ensure_leaf(self.pki, name, ca, common_name=user, organization=group)
+            write_kubeconfig(
+                self.directory / filename, server=server, ca=ca.cert, client=client, user=user
+            )
+
+    def _argv(self, name: str, state: State) -> list[str]:
+        p, d, binary = state.ports, self.directory, self.binaries.path(name)
+        if name == "etcd":
+            return [
+                binary,
+                "--name=flywheel",
+                f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{p['etcd-client']}",
+                f"--advertise-client-urls=http://127.0.0.1:{p['etcd-client']}",
+                f"--listen-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+                f"--initial-cluster=flywheel=http://127.0.0.1:{p['etcd-peer']}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=2147483648",
+            ]
+        k = self.pki
+        if name == "kube-apiserver":
+            return [
+                binary,
+                f"--etcd-servers=http://127.0.0.1:{p['etcd-client']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={p['apiserver']}",
+                f"--cert-dir={d / 'apiserver-certs'}",
+                f"--tls-cert-file={k / 'apiserver.crt'}",
+                f"--tls-private-key-file={k / 'apiserver.key'}",
+                f"--client-ca-file={k / 'ca.crt'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={k / 'sa.pub'}",
+                f"--service-account-signing-key-file={k / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",
+            ]
+        kubeconfig = d / (
+            "controller-manager.kubeconfig"
+            if name == "kube-controller-manager"
+            else "scheduler.kubeconfig"
+        )
+        common = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--profiling=false",
+        ]
+        if name == "kube-controller-manager":
+            return [
+                binary,
+                *common,
+                f"--secure-port={p['controller-manager']}",
+                f"--cert-dir={d / 'controller-manager-certs'}",
+                f"--root-ca-file={k / 'ca.crt'}",
+                f"--service-account-private-key-file={k / 'sa.key'}",
+                "--use-service-account-credentials=true",
+                "--controllers=*",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ]
+        return [
+            binary,
+            *common,
+            f"--secure-port={p['scheduler']}",
+            f"--cert-dir={d / 'scheduler-certs'}",
+        ]
+
+    # --- health ----------------------------------------------------------------------------
+
+    def _client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        context.load_cert_chain(self.pki / "admin.crt", self.pki / "admin.key")
+        return context
+
+    def _api_ready(self, state: State) -> bool:
+        port = state.ports.get("apiserver")
+        if not port or not (self.pki / "admin.crt").exists():
+            return False
+        return _get_ok(f"https://127.0.0.1:{port}/readyz", self._client_context())
+
+    def _wait_started(self, name: str, state: State) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        while time.monotonic() < deadline:
+            if not processes.alive(state.pids[name], self.binaries.path(name)):
+                raise ClusterError(f"{name} exited during start-up:\n{self.log_tail(name)}")
+            if name == "etcd" and _get_ok(f"http://127.0.0.1:{state.ports['etcd-client']}/health"):
+                return
+            if name == "kube-apiserver" and self._api_ready(state):
+                return
+            port = state.ports.get(
+                {
+                    "kube-controller-manager": "controller-manager",
+                    "kube-scheduler": "scheduler",
+                }.get(name, ""),
+                0,
+            )
+            if port and _get_ok(f"https://127.0.0.1:{port}/healthz", insecure):
+                return
+            time.sleep(0.1)
+        raise ClusterError(f"{name} not healthy after {READY_TIMEOUT:.0f}s:\n{self.log_tail(name)}")
+
+    def _wait_default_service_account(self, state: State) -> None:
+        """The service-account controllers work: pods can be admitted in `default`."""
+        url = f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/namespaces/default/serviceaccounts/default"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if _get_ok(url, self._client_context()):
+                return
+            time.sleep(0.2)
+        raise ClusterError(
+            "kube-controller-manager did not create the default ServiceAccount:\n"
+            + self.log_tail("kube-controller-manager")
+        )
+
+
+def _get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in taken:
+            return port
