@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.examples import CRDS, ROOT
+from devcluster.binaries import BuildError, ensure_binaries
+from devcluster.controlplane import Cluster, ClusterError
+from tests.support.examples import CRDS
 from tests.support.kube import Kubectl, eventually
 from tests.support.ports import free_port
 
 sys.path.insert(0, str(ROOT / "hack"))
-
-from devcluster.binaries import BuildError, ensure_binaries
-from devcluster.controlplane import Cluster, ClusterError
 
 
 @pytest.fixture(scope="session")
