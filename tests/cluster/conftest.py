@@ -26,8 +26,6 @@ from tests.support.examples import CRDS
 from tests.support.kube import Kubectl, eventually
 from tests.support.ports import free_port
 
-sys.path.insert(0, str(ROOT / "hack"))
-
 
 @pytest.fixture(scope="session")
 def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
