@@ -10,14 +10,12 @@
 # Usage:  hack/build-k8s.sh       # build what is missing/stale, print versions
 # Pins:   hack/versions.env (K8S_VERSION, ETCD_VERSION, HELM_VERSION)
 # Env overrides: WORK FLYWHEEL_CACHE GOMODCACHE GOCACHE GO FORCE=1 BUILD_DATE
-# Needs: go (>= the upstream go line), jq, GNU time, sha256sum.
+# Needs: go (>= the upstream go line), jq, flock, GNU time (/usr/bin/time), sha256sum.
+# Measured on 2 cores: cold build 6m42s (peak 1.9 GB, kube-apiserver's link), no-op 0.6s.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$HERE/versions.env"
-for tool in jq /usr/bin/time sha256sum; do
-  command -v "$tool" >/dev/null || { echo "build-k8s: $tool is required (apt-get install jq time)" >&2; exit 1; }
-done
 
 # ---- locations -----------------------------------------------------------------
 # Pins (hack/versions.env): v1.35.8 is the newest 1.35.x the module proxy serves (its go.mod says
@@ -45,12 +43,19 @@ mkdir -p "$WORK" "$LOGS" "$CACHE_ROOT"
 log() { printf '[build-k8s] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 gorun() { "${NICE[@]}" "$GO" "$@"; }
+for c in "$GO" jq flock sha256sum /usr/bin/time; do
+  command -v "$c" >/dev/null || die "missing prerequisite: $c"
+done
 
 [[ $K8S_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "K8S_VERSION must look like v1.N.M"
 K8S_MINOR=${BASH_REMATCH[1]}; K8S_PATCH=${BASH_REMATCH[2]}
 STAGING_VERSION=v0.$K8S_MINOR.$K8S_PATCH
 BIN=$CACHE_ROOT/k8s-$K8S_VERSION/bin
 mkdir -p "$BIN"
+# One build at a time per output dir (a concurrent run waits, then finds the
+# binaries up to date).
+exec 9>"$CACHE_ROOT/.build-k8s-$K8S_VERSION.lock"
+flock 9
 GOVERSION=$("$GO" env GOVERSION)
 
 # Module timestamp from the proxy's .info = fixed, reproducible buildDate.
@@ -224,9 +229,9 @@ build_one() { # name
   (
     cd "$dir"
     timed "build-$name" "${NICE[@]}" "$GO" build -trimpath ${tags:+-tags=$tags} \
-      -ldflags="$(ldflags_of "$name")" -o "$out.tmp" "${PKG[$name]}"
+      -ldflags="$(ldflags_of "$name")" -o "$out.tmp.$$" "${PKG[$name]}"
   )
-  mv -f "$out.tmp" "$out"
+  mv -f "$out.tmp.$$" "$out"
   build_key "$name" > "$BIN/.buildkey.$name"
   local got; got=$(reported_version "$name")
   [[ $got == "$(version_of "$name")" ]] || die "$name reports '$got', expected $(version_of "$name")"

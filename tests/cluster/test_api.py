@@ -23,11 +23,20 @@ def test_every_crd_is_established(kubectl: Kubectl) -> None:
         assert conditions.get("NonStructuralSchema") != "True", crd["metadata"]["name"]
 
 
+def _explain(kubectl: Kubectl, field: str) -> str:
+    # The API server publishes a new CRD's OpenAPI a moment after it is Established.
+    return eventually(
+        lambda: kubectl.run("explain", field, check=False).stdout,
+        timeout=60,
+        what=f"kubectl explain {field}",
+    )
+
+
 def test_kubectl_explain_shows_field_descriptions(kubectl: Kubectl) -> None:
-    text = kubectl("explain", "trainingrun.spec.estimator")
+    text = _explain(kubectl, "trainingrun.spec.estimator")
     assert "What to fit." in text
     assert "The import path of a scikit-learn estimator" in text  # a sub-field's description
-    text = kubectl("explain", "modeldeployment.spec.policy")
+    text = _explain(kubectl, "modeldeployment.spec.policy")
     assert "LatestValidated" in text
 
 
