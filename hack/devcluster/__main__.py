@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 
 from devcluster.binaries import BuildError, default_binaries, ensure_binaries
-from devcluster.controlplane import COMPONENTS, Cluster, ClusterError
+from devcluster.controlplane import Cluster, ClusterError
 from devcluster.processes import rss_kib
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / ".cluster"
 
 
-def _cluster(directory: Path, build: bool) -> Cluster:
+def _cluster(directory: Path, build: bool, with_node: bool) -> Cluster:
     binaries = ensure_binaries() if build else default_binaries()
-    return Cluster(directory=directory.resolve(), binaries=binaries)
+    return Cluster(directory=directory.resolve(), binaries=binaries, with_node=with_node)
 
 
 def cmd_up(cluster: Cluster) -> int:
@@ -46,7 +46,7 @@ def cmd_status(cluster: Cluster) -> int:
     state = cluster.load_state()
     running = cluster.running(state)
     total = 0
-    for name in COMPONENTS:
+    for name in cluster.components:
         pid = state.pids.get(name)
         rss, peak = rss_kib(pid) if pid and running[name] else (0, 0)
         total += rss
@@ -77,9 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dir", type=Path, default=DEFAULT_DIR, help="the cluster's state directory"
     )
+    parser.add_argument(
+        "--no-node",
+        action="store_true",
+        help="control plane only (no root needed; pods stay Pending)",
+    )
     args = parser.parse_args(argv)
     try:
-        cluster = _cluster(args.dir, build=args.command in {"up", "build"})
+        cluster = _cluster(
+            args.dir, build=args.command in {"up", "build"}, with_node=not args.no_node
+        )
         if args.command == "build":
             print(cluster.binaries.bin_dir)
             return 0

@@ -10,9 +10,11 @@ on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -21,8 +23,11 @@ from pathlib import Path
 from devcluster import pki, processes
 from devcluster.binaries import Binaries
 from devcluster.kubeconfig import write_kubeconfig
+from devcluster.node import network
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE = "flywheel-node"
+COMPONENTS = (*CONTROL_PLANE, NODE)
 SERVICE_CIDR = "10.96.0.0/16"
 READY_TIMEOUT = 90.0
 
@@ -38,6 +43,7 @@ class State:
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     bin_dir: str = ""
+    network_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,17 @@ class Cluster:
 
     directory: Path
     binaries: Binaries
+    with_node: bool = True
+    """Run the local node agent (needs root) so that pods really run."""
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The components this cluster runs, in start order."""
+        return COMPONENTS if self.with_node else CONTROL_PLANE
+
+    def binary(self, name: str) -> str:
+        """The executable of a component."""
+        return sys.executable if name == NODE else self.binaries.path(name)
 
     @property
     def kubeconfig(self) -> Path:
@@ -85,8 +102,8 @@ class Cluster:
         """Which recorded components are alive."""
         state = state or self.load_state()
         return {
-            name: name in state.pids and processes.alive(state.pids[name], self.binaries.path(name))
-            for name in COMPONENTS
+            name: name in state.pids and processes.alive(state.pids[name], self.binary(name))
+            for name in self.components
         }
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -96,15 +113,30 @@ class Cluster:
         state = self.load_state()
         if all(self.running(state).values()) and self._api_ready(state):
             return state
+        if self.with_node and os.geteuid() != 0:
+            raise ClusterError(
+                "the local node needs root (network namespaces, mounts); "
+                "run as root, or start the control plane only (--no-node)"
+            )
         self.down(keep_data=True)
         self.directory.mkdir(parents=True, exist_ok=True)
-        state = State(ports=self._ports(state), bin_dir=str(self.binaries.bin_dir))
+        state = State(
+            ports=self._ports(state),
+            bin_dir=str(self.binaries.bin_dir),
+            network_index=network.free_index() if self.with_node else 0,
+        )
         self._ensure_pki_and_kubeconfigs(state)
-        for name in COMPONENTS:
-            state.pids[name] = processes.spawn(self._argv(name, state), self.logs / f"{name}.log")
+        for name in self.components:
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            state.pids[name] = processes.spawn(
+                self._argv(name, state), self.logs / f"{name}.log", env=env
+            )
             self._save_state(state)
+            if name == NODE:
+                self._wait_default_service_account(state)
             self._wait_started(name, state)
-        self._wait_default_service_account(state)
+        if not self.with_node:
+            self._wait_default_service_account(state)
         return state
 
     def down(self, *, keep_data: bool = False) -> None:
@@ -112,12 +144,22 @@ class Cluster:
         state = self.load_state()
         for name in reversed(COMPONENTS):
             if name in state.pids:
-                processes.stop(state.pids[name], self.binaries.path(name))
+                # The node agent stops its pods first; give it their grace periods.
+                timeout = 60.0 if name == NODE else 15.0
+                processes.stop(state.pids[name], self.binary(name), timeout=timeout)
         for pid in processes.mentioning(str(self.directory)):
             processes.stop(pid, processes.cmdline(pid)[0] if processes.cmdline(pid) else "")
+        if NODE in state.pids:
+            # A node agent that died (kill -9) leaves namespaces and the bridge behind.
+            plan = network.PodNetwork(state.network_index)
+            for netns in network.leftover_namespaces(plan):
+                network.delete_pod_network(netns)
+            network.remove_bridge(plan)
+            subprocess.run(["rm", "-rf", str(self.directory / "node" / "pods")], check=True)
         (self.directory / "state.json").unlink(missing_ok=True)
-        if not keep_data:
-            subprocess.run(["rm", "-rf", str(self.directory / "etcd")], check=True)
+        if not keep_data:  # volumes go with the etcd data that referenced them
+            for data in ("etcd", "node"):
+                subprocess.run(["rm", "-rf", str(self.directory / data)], check=True)
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -139,7 +181,11 @@ class Cluster:
             "apiserver",
             ca,
             common_name="kube-apiserver",
-            server_ips=("127.0.0.1", "10.96.0.1"),
+            server_ips=(
+                "127.0.0.1",
+                "10.96.0.1",
+                str(network.PodNetwork(state.network_index).gateway),
+            ),
             server_dns=(
                 "localhost",
                 "kubernetes",
@@ -166,7 +212,7 @@ class Cluster:
             )
 
     def _argv(self, name: str, state: State) -> list[str]:
-        p, d, binary = state.ports, self.directory, self.binaries.path(name)
+        p, d, binary = state.ports, self.directory, self.binary(name)
         if name == "etcd":
             return [
                 binary,
@@ -227,6 +273,17 @@ class Cluster:
                 "--controllers=*",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
             ]
+        if name == NODE:
+            return [
+                binary,
+                "-m",
+                "devcluster.node",
+                f"--kubeconfig={d / 'kubeconfig'}",
+                f"--dir={d / 'node'}",
+                f"--api-port={p['apiserver']}",
+                f"--version={self.binaries.bin_dir.parent.name.removeprefix('k8s-')}",
+                f"--network-index={state.network_index}",
+            ]
         return [
             binary,
             *common,
@@ -252,11 +309,13 @@ class Cluster:
         insecure = ssl.create_default_context()
         insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
         while time.monotonic() < deadline:
-            if not processes.alive(state.pids[name], self.binaries.path(name)):
+            if not processes.alive(state.pids[name], self.binary(name)):
                 raise ClusterError(f"{name} exited during start-up:\n{self.log_tail(name)}")
             if name == "etcd" and _get_ok(f"http://127.0.0.1:{state.ports['etcd-client']}/health"):
                 return
             if name == "kube-apiserver" and self._api_ready(state):
+                return
+            if name == NODE and self._node_ready(state):
                 return
             port = state.ports.get(
                 {
@@ -269,6 +328,19 @@ class Cluster:
                 return
             time.sleep(0.1)
         raise ClusterError(f"{name} not healthy after {READY_TIMEOUT:.0f}s:\n{self.log_tail(name)}")
+
+    def _node_ready(self, state: State) -> bool:
+        url = f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/nodes"
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=self._client_context()) as answer:
+                nodes = json.loads(answer.read())["items"]
+        except OSError:
+            return False
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for node in nodes
+            for c in node.get("status", {}).get("conditions", [])
+        )
 
     def _wait_default_service_account(self, state: State) -> None:
         """The service-account controllers work: pods can be admitted in `default`."""

@@ -1,0 +1,170 @@
+"""Pod networking: a bridge owned by the agent, one network namespace and veth pair per pod.
+
+The bridge `fwbr<i>` holds the gateway address 10.244.<i>.1/24 on the host; each pod gets the
+next free address, its own namespace (so replicas can listen on the same port) and a default route
+via the gateway. The agent also forwards <gateway>:6443 to the API server on loopback, so pods
+reach the API while the API server itself listens on 127.0.0.1 only. No iptables: Services get
+no ClusterIP routing (pods talk to pod IPs and to the API server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+API_PORT_ON_GATEWAY = 6443
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """The addresses and names of one cluster's pod network; `index` keeps clusters apart.
+
+    Cluster `i` owns bridge `fwbr<i>`, pod CIDR 10.244.<i>.0/24 with the gateway at .1, and the
+    network namespaces named `fwpod<i>-*`, so a test cluster and a development cluster can run
+    side by side without touching each other's pods.
+    """
+
+    index: int = 0
+
+    @property
+    def bridge(self) -> str:
+        """The bridge's interface name."""
+        return f"fwbr{self.index}"
+
+    @property
+    def cidr(self) -> ipaddress.IPv4Network:
+        """The pod CIDR."""
+        return ipaddress.IPv4Network(f"10.244.{self.index}.0/24")
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The host's address on the bridge (the node's InternalIP)."""
+        return self.cidr.network_address + 1
+
+    @property
+    def netns_prefix(self) -> str:
+        """The prefix of this cluster's pod namespaces."""
+        return f"fwpod{self.index}-"
+
+
+IP = shutil.which("ip") or "/usr/sbin/ip"  # root's PATH has /usr/sbin; a minimal PATH may not
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `ip` (iproute2)."""
+    return subprocess.run([IP, *args], capture_output=True, text=True, check=check)
+
+
+def free_index() -> int:
+    """The lowest index whose bridge does not exist on this host."""
+    for index in range(256):
+        if ip("link", "show", PodNetwork(index).bridge, check=False).returncode != 0:
+            return index
+    raise RuntimeError("no free pod network index")
+
+
+def ensure_bridge(plan: PodNetwork) -> None:
+    """Create the bridge with the gateway address (idempotent)."""
+    if ip("link", "show", plan.bridge, check=False).returncode != 0:
+        ip("link", "add", plan.bridge, "type", "bridge")
+    if str(plan.gateway) not in ip("-4", "addr", "show", plan.bridge).stdout:
+        ip("addr", "add", f"{plan.gateway}/{plan.cidr.prefixlen}", "dev", plan.bridge)
+    ip("link", "set", plan.bridge, "up")
+
+
+def remove_bridge(plan: PodNetwork) -> None:
+    """Delete the bridge (its veth ports go with their namespaces)."""
+    ip("link", "del", plan.bridge, check=False)
+
+
+def leftover_namespaces(plan: PodNetwork) -> list[str]:
+    """This cluster's pod namespaces that exist on the host."""
+    listing = ip("netns", "list", check=False).stdout.split("\n")
+    return [line.split()[0] for line in listing if line.startswith(plan.netns_prefix)]
+
+
+class Addresses:
+    """Hands out pod addresses from the pod CIDR."""
+
+    def __init__(self, plan: PodNetwork) -> None:
+        self.plan = plan
+        self._used: set[ipaddress.IPv4Address] = {plan.gateway}
+
+    def take(self) -> ipaddress.IPv4Address:
+        """A free address."""
+        for host in self.plan.cidr.hosts():
+            if host not in self._used:
+                self._used.add(host)
+                return host
+        raise RuntimeError(f"pod CIDR {self.plan.cidr} is exhausted")
+
+    def release(self, address: ipaddress.IPv4Address) -> None:
+        """Give an address back."""
+        self._used.discard(address)
+
+
+def create_pod_network(plan: PodNetwork, name: str, address: str) -> None:
+    """A namespace with `eth0` at `address`, its peer on the bridge, and a default route."""
+    host_end = "veth" + name.removeprefix(plan.netns_prefix)[:11]
+    ip("netns", "add", name)
+    ip("link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", name)
+    ip("link", "set", host_end, "master", plan.bridge, "up")
+    ip("-n", name, "addr", "add", f"{address}/{plan.cidr.prefixlen}", "dev", "eth0")
+    ip("-n", name, "link", "set", "eth0", "up")
+    ip("-n", name, "link", "set", "lo", "up")
+    ip("-n", name, "route", "add", "default", "via", str(plan.gateway))
+
+
+def delete_pod_network(name: str) -> None:
+    """Remove a pod's namespace; its veth pair disappears with it."""
+    ip("netns", "del", name, check=False)
+
+
+class ApiForwarder:
+    """TCP forwarding from <gateway>:6443 to the API server on loopback."""
+
+    def __init__(self, plan: PodNetwork, target_port: int) -> None:
+        self.plan = plan
+        self.target_port = target_port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on the gateway address."""
+        self._server = await asyncio.start_server(
+            self._handle, str(self.plan.gateway), API_PORT_ON_GATEWAY, reuse_address=True
+        )
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError as error:
+            log.warning("cannot reach the API server: %s", error)
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()

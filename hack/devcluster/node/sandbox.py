@@ -1,0 +1,201 @@
+"""A pod's sandbox: one network and mount namespace, and a private root per container.
+
+A `sleep infinity` process created inside `ip netns exec <ns> unshare --mount` holds the pod's
+namespaces (the "pause" process). Each container gets an overlay whose lower layer is the host
+root and whose upper layer lives in the pod directory, mounted inside the pod's mount namespace
+with `/proc`, a small `/dev`, and every volumeMount bind-mounted at its manifest path. New
+directories land in the upper layer, so nothing of a pod appears on the host's filesystem, and
+all its mounts vanish with its namespace. Containers run as `nsenter ... chroot <root> env -C
+<workingDir> <command>`, so the project's installed environment stands in for the image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devcluster.node.network import PodNetwork, create_pod_network, delete_pod_network
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount into a container's root."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass
+class ContainerRoot:
+    """A container's root file system."""
+
+    merged: Path
+    upper: Path
+    work: Path
+    mounts: list[Mount] = field(default_factory=list)
+
+
+class SandboxError(Exception):
+    """The sandbox or a container root could not be set up."""
+
+
+class Sandbox:
+    """The namespaces of one pod."""
+
+    def __init__(self, directory: Path, netns: str, plan: PodNetwork) -> None:
+        self.directory = directory
+        self.netns = netns
+        self.plan = plan
+        self.pause: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        """The pause process holding the namespaces."""
+        assert self.pause is not None
+        return self.pause.pid
+
+    async def start(self, address: str) -> None:
+        """Create the network namespace and the pause process."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(create_pod_network, self.plan, self.netns, address)
+        self.pause = await asyncio.create_subprocess_exec(
+            "ip",
+            "netns",
+            "exec",
+            self.netns,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sleep",
+            "infinity",
+            start_new_session=True,
+        )
+        for _ in range(200):
+            if _comm(self.pause.pid) == "sleep":
+                return
+            await asyncio.sleep(0.01)
+        raise SandboxError("the pod's pause process did not start")
+
+    def nsenter(self, *, net: bool = True) -> list[str]:
+        """The prefix that runs a command inside the pod's namespaces."""
+        prefix = ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt"]
+        if net:
+            prefix.append(f"--net=/proc/{self.pid}/ns/net")
+        return [*prefix, "--"]
+
+    async def shell(self, script: str) -> None:
+        """Run a setup script inside the pod's mount namespace."""
+        process = await asyncio.create_subprocess_exec(
+            *self.nsenter(net=False),
+            "sh",
+            "-euc",
+            script,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        if process.returncode != 0:
+            raise SandboxError(f"setting up the container root failed: {output.decode()[-1500:]}")
+
+    async def prepare_root(
+        self, name: str, mounts: list[Mount], *, read_only: bool
+    ) -> ContainerRoot:
+        """A fresh root for one run of a container."""
+        base = self.directory / "containers" / name
+        root = ContainerRoot(base / "rootfs", base / "upper", base / "work", mounts)
+        await self.shell(_root_script(root, read_only=read_only))
+        return root
+
+    def command(
+        self, root: ContainerRoot, argv: list[str], *, cwd: str, user: tuple[int, int] | None
+    ) -> list[str]:
+        """The host command line that runs `argv` as the container process."""
+        chroot = ["chroot"]
+        if user is not None:
+            chroot += [f"--userspec={user[0]}:{user[1]}", f"--groups={user[1]}"]
+        return [*self.nsenter(), *chroot, str(root.merged), "env", "-C", cwd or "/", "--", *argv]
+
+    async def stop(self) -> None:
+        """Kill the pause process and remove the network namespace (mounts go with it)."""
+        if self.pause is not None and self.pause.returncode is None:
+            _kill_group(self.pause.pid, signal.SIGKILL)
+            await self.pause.wait()
+        await asyncio.to_thread(delete_pod_network, self.netns)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _interpreter_dirs() -> list[str]:
+    """Directories on the way to the project's Python, opened up for non-root containers.
+
+    The host keeps the interpreter under /root; making those directories traversable in the
+    container's upper layer (a metadata copy-up) changes nothing on the host.
+    """
+    dirs: list[str] = []
+    for path in (Path(sys.executable), Path(sys.executable).resolve(), Path(sys.prefix)):
+        for parent in reversed(path.parents):
+            if str(parent) != "/" and str(parent) not in dirs:
+                dirs.append(str(parent))
+    return dirs
+
+
+_MAKE_DIR = 'mkdir -p "$1" && readlink -f "$1"'
+_MAKE_FILE = 'mkdir -p "$(dirname "$1")" && touch "$1" && readlink -f "$1"'
+
+
+def _root_script(root: ContainerRoot, *, read_only: bool) -> str:
+    q = shlex.quote
+    m = str(root.merged)
+    lines = [
+        f"rm -rf {q(str(root.upper))} {q(str(root.work))}",
+        f"mkdir -p {q(m)} {q(str(root.upper))} {q(str(root.work))}",
+        f"mount -t overlay overlay -o lowerdir=/,upperdir={q(str(root.upper))},"
+        f"workdir={q(str(root.work))} {q(m)}",
+        f"mount -t proc proc {q(m)}/proc",
+        f"mount --rbind /sys {q(m)}/sys",
+        f"mount -t tmpfs -o mode=755,size=65536k devtmpfs {q(m)}/dev",
+        f"mkdir -p {q(m)}/dev/shm {q(m)}/dev/pts",
+        f"mount -t tmpfs -o mode=1777,size=65536k shm {q(m)}/dev/shm",
+    ]
+    for device in ("null", "zero", "full", "random", "urandom", "tty"):
+        lines += [f"touch {q(m)}/dev/{device}", f"mount --bind /dev/{device} {q(m)}/dev/{device}"]
+    for link, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        lines.append(f"ln -sf {target} {q(m)}/dev/{link}")
+    lines += [f"chmod o+rx {q(m + d)} 2>/dev/null || true" for d in _interpreter_dirs()]
+    for mount in sorted(root.mounts, key=lambda x: x.target.count("/")):
+        # Create and resolve the mount point inside the root (chroot), so that symlinks such as
+        # /var/run -> /run resolve in the container's tree and never touch the host's.
+        make = _MAKE_FILE if mount.source.is_file() else _MAKE_DIR
+        lines += [
+            f"target=$(chroot {q(m)} sh -c {q(make)} _ {q(mount.target)})",
+            f'mount --bind {q(str(mount.source))} {q(m)}"$target"',
+        ]
+        if mount.read_only:
+            lines.append(f'mount -o remount,bind,ro {q(m)}"$target"')
+    if read_only:
+        lines.append(f"mount -o remount,ro {q(m)}")
+    return "\n".join(lines)
