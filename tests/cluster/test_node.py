@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from typing import Any
 
@@ -298,3 +299,49 @@ def test_a_missing_command_fails_the_pod_with_a_clear_reason(k: Kubectl) -> None
     terminated = status["containerStatuses"][0]["state"]["terminated"]
     assert terminated["reason"] == "StartError"
     assert "has no command" in terminated["message"]
+
+
+def _pod(name: str, container: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    body = {"containers": [{"name": "main", "image": PYTHON, **container}], **spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": body}
+
+
+def test_a_failing_liveness_probe_restarts_the_container(k: Kubectl) -> None:
+    k.apply(
+        _pod(
+            "flaky",
+            {
+                "command": ["python", "-c", "import time; time.sleep(3600)"],
+                "livenessProbe": {
+                    "exec": {"command": ["test", "-f", "/tmp/healthy"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 2,
+                },
+            },
+            terminationGracePeriodSeconds=1,
+        )
+    )
+
+    def restarted() -> dict[str, Any] | None:
+        statuses = k.json("get", "pod", "flaky")["status"].get("containerStatuses", [])
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
+
+    status = eventually(restarted, timeout=60, what="a restart after the liveness probe failed")
+    assert "terminated" in status["lastState"], status
+
+
+def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period(k: Kubectl) -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
+    )
+    k.apply(
+        _pod("stubborn", {"command": ["python", "-c", stubborn]}, terminationGracePeriodSeconds=2)
+    )
+    k("wait", "--for=condition=Ready", "pod/stubborn", "--timeout=60s")
+    started = time.monotonic()
+    k("delete", "pod", "stubborn", "--wait=true", "--timeout=60s")
+    elapsed = time.monotonic() - started
+    assert elapsed >= 2, "SIGTERM is ignored, so the grace period runs out first"
+    result = k.run("get", "pod", "stubborn", check=False)
+    assert result.returncode != 0
+    assert "NotFound" in result.stderr
