@@ -1,0 +1,76 @@
+"""The artifact store: datasets, statistics and models addressed by `pvc://<claim>/<path>` URIs.
+
+Jobs and serving pods mount the artifacts claim at a fixed path (`MOUNT_ROOT/<claim>`), so a URI
+maps to a file there. Writes are atomic (write to a temporary name, then rename) and a published
+directory is never rewritten: :meth:`ArtifactStore.publish` leaves an existing one untouched.
+The interface is small on purpose, so an object store can be added without touching controllers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MOUNT_ROOT = Path("/var/lib/flywheel/artifacts")
+"""Where pods mount artifact claims: `<MOUNT_ROOT>/<claim>`."""
+
+
+class ArtifactError(Exception):
+    """A URI that the store cannot serve."""
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """A claim mounted at `root / claim`."""
+
+    root: Path = MOUNT_ROOT
+
+    def path(self, uri: str) -> Path:
+        """The local path of a `pvc://<claim>/<path>` URI."""
+        scheme, _, rest = uri.partition("://")
+        claim, _, relative = rest.partition("/")
+        if scheme != "pvc" or not claim or not relative:
+            raise ArtifactError(f"not an artifact URI: {uri!r} (expected pvc://<claim>/<path>)")
+        path = (self.root / claim / relative).resolve()
+        if not path.is_relative_to((self.root / claim).resolve()):
+            raise ArtifactError(f"{uri!r} escapes its claim")
+        return path
+
+    def read_bytes(self, uri: str) -> bytes:
+        """A stored file's content."""
+        return self.path(uri).read_bytes()
+
+    def exists(self, uri: str) -> bool:
+        """Whether something is stored at the URI."""
+        return self.path(uri).exists()
+
+    def publish(self, uri: str, files: dict[str, bytes]) -> bool:
+        """Store a directory of files at once; False (and nothing written) if it exists."""
+        target = self.path(uri)
+        if target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            for name, content in files.items():
+                (staging / name).write_bytes(content)
+                os.chmod(staging / name, 0o444)
+            staging.chmod(0o755)
+            try:
+                staging.rename(target)
+            except OSError:
+                if target.exists():  # another writer won the race with the same content
+                    return False
+                raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return True
+
+
+def pvc_uri(claim: str, *parts: str) -> str:
+    """`pvc://<claim>/<part>/<part>...`."""
+    return "pvc://" + "/".join([claim, *parts])
