@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         else None
     )
     kopf.run(
-        registry=build_registry(),
+        registry=build_registry(settings),
         standalone=True,
         clusterwide=settings.clusterwide,
         namespaces=settings.namespaces,

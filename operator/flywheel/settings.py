@@ -43,6 +43,28 @@ class OperatorSettings(BaseSettings):
     artifacts_claim: str = "flywheel-artifacts"
     """The PersistentVolumeClaim holding datasets, statistics and models in each namespace."""
 
+    artifacts_size: str = "10Gi"
+    """Requested size of an artifacts claim the operator creates."""
+
+    artifacts_storage_class: str | None = None
+    """Storage class of created artifacts claims (default: the cluster's default class).
+    Multi-node clusters need a ReadWriteMany class."""
+
+    artifacts_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    """Access mode of created artifacts claims."""
+
+    ingest_deadline_seconds: int = Field(default=900, ge=30)
+    """activeDeadlineSeconds of ingest Jobs."""
+
+    job_cpu: str = "500m"
+    """CPU request of Job containers."""
+
+    job_memory: str = "1Gi"
+    """Memory request (and limit) of Job containers."""
+
+    poll_seconds: float = Field(default=3.0, gt=0)
+    """How often running Jobs are checked and refresh schedules evaluated."""
+
     @property
     def clusterwide(self) -> bool:
         """Whether the operator watches every namespace."""

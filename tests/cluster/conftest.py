@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,8 @@ def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards."""
-    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    # Unique per run: a namespace of an earlier run may still be terminating.
+    digest = hashlib.sha1(f"{request.node.nodeid}{uuid.uuid4()}".encode()).hexdigest()[:8]
     name = f"t-{request.node.name[:40].lower().strip('_').replace('_', '-')}-{digest}"
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
     kubectl("create", "namespace", name)
@@ -110,6 +112,7 @@ def operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator[Opera
         "FLYWHEEL_LIVENESS_PORT": str(free_port()),
         "FLYWHEEL_METRICS_PORT": str(metrics_port),
         "FLYWHEEL_BIND_ADDRESS": "127.0.0.1",
+        "FLYWHEEL_POLL_SECONDS": "1",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -235,6 +235,40 @@ class DatasetVersionRecord(ApiModel):
     """When the version was published."""
 
 
+IngestTrigger = Literal["Created", "SpecChanged", "Refresh", "Retry"]
+IngestResult = Literal[
+    "Published", "Unchanged", "SourceUnavailable", "ParseError", "ValidationFailed", "Failed"
+]
+
+
+class IngestAttempt(ApiModel):
+    """The latest ingest Job and how it ended."""
+
+    job_name: Annotated[str, Field(max_length=63)]
+    """The ingest Job."""
+
+    trigger: IngestTrigger
+    """Why it ran: `Created`, `SpecChanged`, `Refresh` or `Retry` (after SourceUnavailable)."""
+
+    generation: int = Field(ge=0)
+    """The Dataset generation it ingested."""
+
+    start_time: datetime
+    """When the Job was created."""
+
+    completion_time: datetime | None = None
+    """When it finished; empty while it runs."""
+
+    result: IngestResult | None = None
+    """`Published` (a new version), `Unchanged` (same content), or the failure reason."""
+
+    message: Annotated[str, Field(max_length=4096)] | None = None
+    """The failure's details: the error, or every failed rule with its observed value."""
+
+    retries: int = Field(default=0, ge=0)
+    """Consecutive SourceUnavailable failures (the retry back-off grows with it)."""
+
+
 class DatasetStatus(StatusBase):
     """The observed state of a Dataset. Conditions: Ready, Reconciling, Stalled, Validated."""
 
@@ -264,3 +298,6 @@ class DatasetStatus(StatusBase):
 
     history: list[DatasetVersionRecord] | None = Field(default=None, max_length=20)
     """The most recent versions, newest first."""
+
+    last_ingest: IngestAttempt | None = None
+    """The latest ingest attempt."""

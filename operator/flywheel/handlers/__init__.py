@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import kopf
 
+from flywheel.handlers.dataset import register_dataset
 from flywheel.handlers.lifecycle import register_lifecycle
 from flywheel.handlers.reconcile import register_kinds
+from flywheel.settings import OperatorSettings
 
 
-def build_registry() -> kopf.OperatorRegistry:
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """All handlers of the operator."""
     registry = kopf.OperatorRegistry()
     register_lifecycle(registry)
-    register_kinds(registry)
+    register_dataset(registry, poll_seconds=settings.poll_seconds)
+    register_kinds(registry, skip=("Dataset",))
     return registry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flywheel.api import API_GROUP
 from flywheel.handlers.context import OperatorContext
+from flywheel.kube import Kube
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +63,17 @@ def register_lifecycle(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: OperatorContext, **_: Any) -> None:
         configure_kopf(settings, memo)
+        memo.connect(Kube.login())
         runner = await start_metrics_server(memo)
         if runner is not None:
             runners.append(runner)
 
     @kopf.on.cleanup(registry=registry)
-    async def cleanup(**_: Any) -> None:
+    async def cleanup(memo: OperatorContext, **_: Any) -> None:
         while runners:
             await runners.pop().cleanup()
+        with contextlib.suppress(RuntimeError):
+            await memo.kube.close()
 
     @kopf.on.login(registry=registry)
     def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:

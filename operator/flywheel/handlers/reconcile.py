@@ -59,7 +59,8 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind) -> None:
     kopf.on.update(*resource, id=handler_id, field="spec", registry=registry)(reconcile)
 
 
-def register_kinds(registry: kopf.OperatorRegistry) -> None:
-    """Register every kind's reconcile handler."""
+def register_kinds(registry: kopf.OperatorRegistry, *, skip: tuple[str, ...] = ()) -> None:
+    """Register the generic reconcile handler of every kind without a controller of its own."""
     for kind in KINDS:
-        register_kind(registry, kind)
+        if kind.kind not in skip:
+            register_kind(registry, kind)

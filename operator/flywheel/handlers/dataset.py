@@ -1,0 +1,182 @@
+"""The Dataset controller: ingest Jobs on creation, spec change, refresh and retry.
+
+Thin kopf glue around :mod:`flywheel.datasets` (pure decisions and builders) and
+:mod:`flywheel.kube` (I/O). The same `step` runs on create/update/resume and on a timer, which
+follows running Jobs and notices refresh schedules and retry back-offs; deterministic Job names
+make concurrent steps harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from flywheel.api import API_GROUP, API_VERSION
+from flywheel.api.dataset import DatasetSpec, DatasetStatus, IngestAttempt
+from flywheel.api.kinds import DATASET
+from flywheel.conditions import (
+    READY,
+    RECONCILING,
+    ConditionUpdate,
+    dump_conditions,
+    parse_conditions,
+    set_conditions,
+)
+from flywheel.datasets import (
+    Outcome,
+    ingest_due,
+    job_finished,
+    job_name,
+    outcome,
+    read_result,
+    render_artifacts_claim,
+    render_ingest_job,
+)
+from flywheel.handlers.admission import admit
+from flywheel.handlers.context import OperatorContext
+from flywheel.kube import Kube, namespaced
+
+
+async def step(
+    kube: Kube, body: kopf.Body, spec: DatasetSpec, status: DatasetStatus, context: OperatorContext
+) -> Outcome | None:
+    """Advance the Dataset by one step: follow the running Job, or start one if due."""
+    meta = body["metadata"]
+    namespace, generation = meta["namespace"], int(meta.get("generation", 0))
+    now = datetime.now(UTC)
+    last = status.last_ingest
+    if last is not None and last.completion_time is None:
+        job = await kube.get_or_none(namespaced("batch/v1", namespace, "jobs", last.job_name))
+        if job is None:
+            result = {
+                "ok": False,
+                "reason": "Failed",
+                "message": f"the ingest Job {last.job_name} disappeared",
+            }
+            return outcome(status, last, result, now)
+        if job_finished(job) is None:
+            return None
+        pods = await kube.get(
+            namespaced("v1", namespace, "pods") + f"?labelSelector=job-name%3D{last.job_name}"
+        )
+        return outcome(status, last, read_result(job, pods.get("items", [])), now)
+    plan = ingest_due(spec, status, generation, now)
+    if plan is None:
+        return None
+    settings = context.settings
+    await kube.create_or_get(
+        namespaced("v1", namespace, "persistentvolumeclaims"),
+        render_artifacts_claim(namespace, settings),
+    )
+    job = render_ingest_job(dict(body), spec, plan, status, settings)
+    await kube.create_or_get(namespaced("batch/v1", namespace, "jobs"), job)
+    name = job_name(meta["name"], plan)
+    retries = last.retries if last is not None and plan.trigger == "Retry" else 0
+    attempt = IngestAttempt(
+        job_name=name,
+        trigger=plan.trigger,
+        generation=generation,
+        start_time=now.replace(microsecond=0),
+        retries=retries,
+    )
+    message = f"Ingest Job {name} ({plan.trigger})."
+    conditions = [ConditionUpdate(RECONCILING, "True", "Ingesting", message)]
+    if status.version is None:
+        conditions.append(ConditionUpdate(READY, "Unknown", "Ingesting", message))
+    # With nulls: a merge patch keeps what it does not mention (the previous attempt's result).
+    fields = {
+        "lastIngest": attempt.model_dump(by_alias=True, mode="json"),
+        "jobName": name,
+    }
+    return Outcome(fields, conditions, "Normal", "IngestStarted", message)
+
+
+def apply(
+    outcome_: Outcome,
+    current: dict[str, Any],
+    patch: kopf.Patch,
+    body: kopf.Body,
+    generation: int | None,
+) -> None:
+    """Merge an outcome into the status patch and post its Event."""
+    merged = {**current, **patch.status}
+    conditions = set_conditions(
+        parse_conditions(merged.get("conditions")),
+        outcome_.conditions,
+        generation=generation,
+        now=datetime.now(UTC),
+    )
+    patch.status.update(outcome_.status)
+    patch.status["conditions"] = dump_conditions(conditions)
+    patch.status["observedGeneration"] = generation
+    kopf.event(
+        body, type=outcome_.event_type, reason=outcome_.event_reason, message=outcome_.event_message
+    )
+
+
+def register_dataset(registry: kopf.OperatorRegistry, poll_seconds: float) -> None:
+    """Register the Dataset reconcile handler and its timer."""
+
+    async def reconcile(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        patch: kopf.Patch,
+        memo: OperatorContext,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        generation = meta.get("generation")
+        with memo.metrics.timed(DATASET.kind):
+            parsed = admit(
+                DATASET,
+                body=body,
+                spec=spec,
+                status=status,
+                generation=generation,
+                patch=patch,
+                context=memo,
+                logger=logger,
+            )
+            if not isinstance(parsed, DatasetSpec):
+                return
+            current = {**dict(status), **patch.status}
+            result = await step(memo.kube, body, parsed, _status(current), memo)
+            if result is not None:
+                apply(result, dict(status), patch, body, generation)
+            memo.metrics.reconciles.labels(kind=DATASET.kind, result="success").inc()
+
+    async def tick(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        patch: kopf.Patch,
+        memo: OperatorContext,
+        **_: Any,
+    ) -> None:
+        try:
+            parsed = DatasetSpec.model_validate(dict(spec))
+        except ValueError:
+            return  # Stalled with InvalidSpec by the reconcile handler
+        result = await step(memo.kube, body, parsed, _status(dict(status)), memo)
+        if result is not None:
+            apply(result, dict(status), patch, body, meta.get("generation"))
+
+    resource = (API_GROUP, API_VERSION, DATASET.plural)
+    handler_id = "reconcile-dataset"
+    kopf.on.resume(*resource, id=handler_id, registry=registry)(reconcile)
+    kopf.on.create(*resource, id=handler_id, registry=registry)(reconcile)
+    kopf.on.update(*resource, id=handler_id, field="spec", registry=registry)(reconcile)
+    kopf.timer(*resource, id="follow-dataset", interval=poll_seconds, registry=registry)(tick)
+
+
+def _status(raw: dict[str, Any]) -> DatasetStatus:
+    """The typed status; fields the operator did not write are ignored."""
+    return DatasetStatus.model_validate({k: v for k, v in raw.items() if k in _STATUS_KEYS})
+
+
+_STATUS_KEYS = {f.alias or n for n, f in DatasetStatus.model_fields.items()}
