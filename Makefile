@@ -36,16 +36,16 @@ manifests: $(STAMP) ## Generate crds/ from the API models.
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift.
-	$(BIN)/ruff check operator serving hack tests
-	$(BIN)/ruff format --check operator serving hack tests
+	$(BIN)/ruff check operator serving hack bench tests
+	$(BIN)/ruff format --check operator serving hack bench tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m flywheel.crdgen --check crds
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix.
-	$(BIN)/ruff format operator serving hack tests
-	$(BIN)/ruff check --fix operator serving hack tests
+	$(BIN)/ruff format operator serving hack bench tests
+	$(BIN)/ruff check --fix operator serving hack bench tests
 
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite.

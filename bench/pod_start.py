@@ -26,10 +26,19 @@ def kubectl(*args: str, stdin: str | None = None) -> str:
 def one(name: str) -> tuple[float, float]:
     """Seconds from create to bound, and from bound to the container running."""
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
-            "name": "main", "image": "python:3.11",
-            "command": ["python", "-c", "import time; time.sleep(600)"]}]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "python:3.11",
+                    "command": ["python", "-c", "import time; time.sleep(600)"],
+                }
+            ],
+        },
     }
     created = time.monotonic()
     kubectl("create", "-f", "-", stdin=json.dumps(pod))
@@ -55,8 +64,10 @@ def main() -> int:
     to_bound = [s[0] for s in samples]
     to_running = [s[1] for s in samples]
     for label, values in (("create -> bound", to_bound), ("bound -> running", to_running)):
-        print(f"{label:18} p50 {statistics.median(values) * 1000:6.0f} ms   "
-              f"max {max(values) * 1000:6.0f} ms   (n={count})")
+        print(
+            f"{label:18} p50 {statistics.median(values) * 1000:6.0f} ms   "
+            f"max {max(values) * 1000:6.0f} ms   (n={count})"
+        )
     return 0
 
 

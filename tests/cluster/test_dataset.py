@@ -149,3 +149,18 @@ def test_an_unreachable_source_is_reported_and_retried(
         what="a retry with back-off",
     )
     assert retried["lastIngest"]["trigger"] == "Retry"
+
+
+def test_a_malformed_file_stalls_with_the_position(
+    k: Kubectl, operator: OperatorProcess, web: tuple[str, Path]
+) -> None:
+    url, root = web
+    (root / "bad.csv").write_text("a,b,label\n1,2,0\n3,4,5,6\n")
+    k.apply(_dataset("broken", f"{url}/bad.csv"))
+    k("wait", "--for=condition=Stalled", "--timeout=120s", "dataset/broken")
+    status = _status(k, "broken")
+    stalled = condition({"status": status}, "Stalled") or {}
+    assert stalled["reason"] == "ParseError"
+    assert "line 3" in stalled["message"]
+    assert (condition({"status": status}, "Validated") or {}).get("status") == "False"
+    assert "digest" not in status, "nothing is published"

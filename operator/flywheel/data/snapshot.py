@@ -1,9 +1,10 @@
 """The canonical snapshot of a dataset and its content digest (the version).
 
-The digest is the sha256 of a canonical CSV rendering (the resolved columns in order, `\\n` line
-ends, floats in their shortest round-trip form, empty cells for nulls), so it depends only on the
-content: the same rows give the same digest whatever the source format, and one changed cell
-changes it. The snapshot itself is stored as Parquet.
+The digest is the sha256 of a canonical encoding of the resolved columns, in order
+(`flywheel.dev/digest/v1`): per column its name and kind, then for numbers the null mask and the
+little-endian 8-byte values (nulls as 0), for everything else the values as UTF-8 text joined by
+0x1E with nulls as 0x00. It depends only on the content: the same rows give the same digest
+whatever the source format, and one changed cell changes it. The snapshot is stored as Parquet.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 
+import numpy as np
 import pandas as pd
 
 SHORT = 12
@@ -22,10 +24,23 @@ def canonical_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def content_digest(frame: pd.DataFrame) -> str:
-    """`sha256:<hex>` of the canonical CSV rendering."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n", float_format=None, na_rep="")
-    return "sha256:" + hashlib.sha256(buffer.getvalue().encode()).hexdigest()
+    """`sha256:<hex>` of the canonical column encoding."""
+    digest = hashlib.sha256(b"flywheel.dev/digest/v1\n")
+    for name in frame.columns:
+        column = frame[name]
+        nulls = column.isna().to_numpy()
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            kind = "i" if pd.api.types.is_integer_dtype(column) else "f"
+            values = column.to_numpy(dtype="<i8" if kind == "i" else "<f8", na_value=0)
+            digest.update(f"{name}\x00{kind}\x00".encode())
+            digest.update(np.packbits(nulls).tobytes())
+            digest.update(np.ascontiguousarray(values).tobytes())
+        else:
+            texts = column.astype(str).to_numpy(dtype=object)
+            texts[nulls] = "\x00"
+            digest.update(f"{name}\x00s\x00".encode())
+            digest.update("\x1e".join(texts.tolist()).encode())
+    return "sha256:" + digest.hexdigest()
 
 
 def short_version(digest: str) -> str:

@@ -17,6 +17,7 @@ from flywheel.data.schema import ResolvedSchema
 FORMAT = "flywheel.dev/stats/v1"
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 OTHER = "__other__"
+MAX_OTHER_VALUES = 1000
 
 
 def _number(value: Any) -> float | None:
@@ -55,16 +56,19 @@ def numeric_stats(series: pd.Series, bins: int) -> dict[str, Any]:
     }
     if not len(values):
         return {**stats, "histogram": {"edges": [0.0, 0.0], "counts": [0, 0, 0]}}
-    edges = quantile_edges(values, bins)
+    # One selection pass serves both the reported quantiles and the bin edges.
+    probabilities = np.concatenate([np.linspace(0.0, 1.0, bins + 1), QUANTILES])
+    cuts = np.quantile(values, probabilities)
+    edges = [float(e) for e in np.unique(cuts[: bins + 1])]
+    if len(edges) == 1:
+        edges = edges * 2
     return {
         **stats,
         "min": float(values.min()),
         "max": float(values.max()),
         "mean": float(values.mean()),
         "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        "quantiles": {
-            str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
-        },
+        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, cuts[bins + 1 :], strict=True)},
         "histogram": {"edges": edges, "counts": bin_counts(values, edges)},
     }
 
@@ -86,6 +90,9 @@ def categorical_stats(series: pd.Series, top_k: int) -> dict[str, Any]:
             for v, c in top.items()
         ],
         OTHER: int(counts.iloc[top_k:].sum()),
+        # So that serving can tell a rare known value (__other__) from an unseen one.
+        "otherValues": sorted(str(v) for v in counts.index[top_k:])[:MAX_OTHER_VALUES],
+        "otherValuesComplete": bool(counts.size - top_k <= MAX_OTHER_VALUES),
     }
 
 
