@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -345,3 +346,27 @@ def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period(k: Kubectl) 
     result = k.run("get", "pod", "stubborn", check=False)
     assert result.returncode != 0
     assert "NotFound" in result.stderr
+
+
+def test_a_volume_over_the_checkout_does_not_hide_the_environment(k: Kubectl) -> None:
+    """Like a Job's /tmp emptyDir when the checkout lives under /tmp (as in CI)."""
+    parent = str(Path(__file__).resolve().parents[3])
+    k.apply(
+        _pod(
+            "shadow",
+            {
+                "command": ["python", "-c", "import flywheel, os; print(os.listdir('.'))"],
+                "workingDir": parent,
+                "volumeMounts": [{"name": "scratch", "mountPath": parent}],
+            },
+            restartPolicy="Never",
+            volumes=[{"name": "scratch", "emptyDir": {}}],
+        )
+    )
+
+    def finished() -> dict[str, Any] | None:
+        status = k.json("get", "pod", "shadow")["status"]
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    status = eventually(finished, timeout=60, what="the pod to finish")
+    assert status["phase"] == "Succeeded", status["containerStatuses"][0]["state"]

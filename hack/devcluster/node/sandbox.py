@@ -111,6 +111,7 @@ class Sandbox:
     ) -> ContainerRoot:
         """A fresh root for one run of a container."""
         base = self.directory / "containers" / name
+        mounts = [*mounts, *_shadowed_environment(mounts)]
         root = ContainerRoot(base / "rootfs", base / "upper", base / "work", mounts)
         await self.shell(_root_script(root, read_only=read_only))
         return root
@@ -130,6 +131,25 @@ class Sandbox:
             _kill_group(self.pause.pid, signal.SIGKILL)
             await self.pause.wait()
         await asyncio.to_thread(delete_pod_network, self.netns)
+
+
+PROJECT = Path(__file__).resolve().parents[3]
+"""The checkout whose virtualenv stands in for images (editable installs point into it)."""
+
+
+def _shadowed_environment(mounts: list[Mount]) -> list[Mount]:
+    """Bind the project and its Python back when a volume hides them.
+
+    A checkout under /tmp disappears behind a pod's `/tmp` emptyDir; the image would still have
+    its interpreter, so the node mounts the environment again, read-only, on top.
+    """
+    needed = {PROJECT, Path(sys.prefix), Path(sys.executable).resolve().parents[1]}
+    extra = []
+    for path in sorted(needed):
+        text = str(path)
+        if any(text == m.target or text.startswith(m.target.rstrip("/") + "/") for m in mounts):
+            extra.append(Mount(path, text, read_only=True))
+    return extra
 
 
 def _comm(pid: int) -> str:
