@@ -41,7 +41,7 @@ class Kubectl:
         if self.namespace:
             argv.append(f"--namespace={self.namespace}")
         result = subprocess.run(
-            [*argv, *args], input=stdin, capture_output=True, text=True, timeout=120
+            [*argv, *args], input=stdin, capture_output=True, text=True, timeout=300
         )
         if check and result.returncode != 0:
             raise KubectlError(list(args), result.stderr)
