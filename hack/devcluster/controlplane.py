@@ -156,6 +156,7 @@ class Cluster:
                 network.delete_pod_network(netns)
             network.remove_bridge(plan)
             subprocess.run(["rm", "-rf", str(self.directory / "node" / "pods")], check=True)
+        processes.reap_children(list(state.pids.values()))
         (self.directory / "state.json").unlink(missing_ok=True)
         if not keep_data:  # volumes go with the etcd data that referenced them
             for data in ("etcd", "node"):

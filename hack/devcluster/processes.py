@@ -91,6 +91,18 @@ def stop(pid: int, binary: str, timeout: float = 15.0) -> None:
     _reap(pid)
 
 
+def reap_children(pids: list[int], timeout: float = 10.0) -> None:
+    """Wait for stopped daemons that this process started (no zombie, no ResourceWarning)."""
+    for pid in pids:
+        child = _CHILDREN.get(pid)
+        if child is None:
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=timeout)
+        if child.returncode is not None:
+            del _CHILDREN[pid]
+
+
 def mentioning(text: str) -> Iterator[int]:
     """Pids of processes whose command line contains `text`."""
     for entry in Path("/proc").iterdir():
