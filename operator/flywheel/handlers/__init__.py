@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import kopf
 
-from flywheel.handlers.dataset import register_dataset
+from flywheel.handlers import dataset
 from flywheel.handlers.lifecycle import register_lifecycle
 from flywheel.handlers.reconcile import register_kinds
 from flywheel.settings import OperatorSettings
@@ -18,6 +18,6 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """All handlers of the operator."""
     registry = kopf.OperatorRegistry()
     register_lifecycle(registry)
-    register_dataset(registry, poll_seconds=settings.poll_seconds)
-    register_kinds(registry, skip=("Dataset",))
+    register_kinds(registry, works={"Dataset": dataset.work})
+    dataset.register_dataset_timer(registry, poll_seconds=settings.poll_seconds)
     return registry

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import BaseModel
 
 from flywheel.api import API_GROUP, API_VERSION
 from flywheel.api.dataset import DatasetSpec, DatasetStatus, IngestAttempt
@@ -34,7 +35,6 @@ from flywheel.datasets import (
     render_artifacts_claim,
     render_ingest_job,
 )
-from flywheel.handlers.admission import admit
 from flywheel.handlers.context import OperatorContext
 from flywheel.kube import Kube, namespaced
 
@@ -116,38 +116,22 @@ def apply(
     )
 
 
-def register_dataset(registry: kopf.OperatorRegistry, poll_seconds: float) -> None:
-    """Register the Dataset reconcile handler and its timer."""
+async def work(
+    body: kopf.Body,
+    spec: BaseModel,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    memo: OperatorContext,
+) -> None:
+    """The Dataset controller's part of a reconcile (the spec is already admitted)."""
+    assert isinstance(spec, DatasetSpec)
+    result = await step(memo.kube, body, spec, _status(status), memo)
+    if result is not None:
+        apply(result, status, patch, body, body["metadata"].get("generation"))
 
-    async def reconcile(
-        body: kopf.Body,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        meta: kopf.Meta,
-        patch: kopf.Patch,
-        memo: OperatorContext,
-        logger: kopf.Logger,
-        **_: Any,
-    ) -> None:
-        generation = meta.get("generation")
-        with memo.metrics.timed(DATASET.kind):
-            parsed = admit(
-                DATASET,
-                body=body,
-                spec=spec,
-                status=status,
-                generation=generation,
-                patch=patch,
-                context=memo,
-                logger=logger,
-            )
-            if not isinstance(parsed, DatasetSpec):
-                return
-            current = {**dict(status), **patch.status}
-            result = await step(memo.kube, body, parsed, _status(current), memo)
-            if result is not None:
-                apply(result, dict(status), patch, body, generation)
-            memo.metrics.reconciles.labels(kind=DATASET.kind, result="success").inc()
+
+def register_dataset_timer(registry: kopf.OperatorRegistry, poll_seconds: float) -> None:
+    """Follow running ingest Jobs, refresh schedules and retry back-offs between events."""
 
     async def tick(
         body: kopf.Body,
@@ -167,10 +151,6 @@ def register_dataset(registry: kopf.OperatorRegistry, poll_seconds: float) -> No
             apply(result, dict(status), patch, body, meta.get("generation"))
 
     resource = (API_GROUP, API_VERSION, DATASET.plural)
-    handler_id = "reconcile-dataset"
-    kopf.on.resume(*resource, id=handler_id, registry=registry)(reconcile)
-    kopf.on.create(*resource, id=handler_id, registry=registry)(reconcile)
-    kopf.on.update(*resource, id=handler_id, field="spec", registry=registry)(reconcile)
     kopf.timer(*resource, id="follow-dataset", interval=poll_seconds, registry=registry)(tick)
 
 

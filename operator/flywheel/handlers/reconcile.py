@@ -7,17 +7,24 @@ hand the typed spec to the kind's controller. Until a kind has a controller, a v
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
+from pydantic import BaseModel
 
 from flywheel.api import API_GROUP, API_VERSION, KINDS, Kind
 from flywheel.handlers.admission import admit
 from flywheel.handlers.context import OperatorContext
 
+Work = Callable[
+    [kopf.Body, BaseModel, dict[str, Any], kopf.Patch, OperatorContext], Awaitable[None]
+]
+"""A kind controller's work on an admitted spec: (body, spec, status, patch, context)."""
 
-def register_kind(registry: kopf.OperatorRegistry, kind: Kind) -> None:
-    """Register the reconcile handler of one kind."""
+
+def register_kind(registry: kopf.OperatorRegistry, kind: Kind, work: Work | None = None) -> None:
+    """Register the reconcile handler of one kind; `work` runs once the spec is admitted."""
 
     async def reconcile(
         body: kopf.Body,
@@ -42,6 +49,8 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind) -> None:
                     context=memo,
                     logger=logger,
                 )
+                if parsed is not None and work is not None:
+                    await work(body, parsed, {**dict(status), **patch.status}, patch, memo)
             except kopf.TemporaryError:
                 metrics.reconciles.labels(kind=kind.kind, result="retry").inc()
                 raise
@@ -59,8 +68,7 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind) -> None:
     kopf.on.update(*resource, id=handler_id, field="spec", registry=registry)(reconcile)
 
 
-def register_kinds(registry: kopf.OperatorRegistry, *, skip: tuple[str, ...] = ()) -> None:
-    """Register the generic reconcile handler of every kind without a controller of its own."""
+def register_kinds(registry: kopf.OperatorRegistry, works: dict[str, Work]) -> None:
+    """Register every kind's reconcile handler, with its controller's work where it has one."""
     for kind in KINDS:
-        if kind.kind not in skip:
-            register_kind(registry, kind)
+        register_kind(registry, kind, works.get(kind.kind))
