@@ -1,0 +1,96 @@
+"""The training Job entrypoint end to end on a real ingested snapshot (no cluster)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import onnxruntime as ort
+
+from flywheel.api.dataset import DatasetSpec
+from flywheel.api.trainingrun import TrainingRunSpec
+from flywheel.artifacts import ArtifactStore
+from flywheel.jobs.ingest import ingest
+from flywheel.jobs.train import main, train
+
+RUN = {
+    "model": "iris",
+    "datasetRef": {"name": "iris"},
+    "estimator": {
+        "class": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 20},
+    },
+    "split": {"testFraction": 0.25, "seed": 7},
+    "validation": {"thresholds": [{"metric": "accuracy", "min": 0.8}]},
+}
+
+
+def _snapshot(store: ArtifactStore) -> dict[str, object]:
+    spec = DatasetSpec.model_validate({"source": {"uri": "sklearn://iris"}})
+    return ingest(spec, namespace="ns", name="iris", claim="art", store=store, previous_digest=None)
+
+
+def test_train_stores_a_verified_model_and_is_reproducible(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    data = _snapshot(store)
+    spec = TrainingRunSpec.model_validate(RUN)
+    first = train(
+        spec,
+        namespace="ns",
+        run="run-1",
+        snapshot_uri=str(data["snapshotURI"]),
+        digest=str(data["digest"]),
+        claim="art",
+        store=store,
+    )
+    model = store.read_bytes(first["modelURI"])
+    assert hashlib.sha256(model).hexdigest() == first["sha256"]
+    assert first["metrics"]["accuracy"] >= 0.8
+    assert set(first["metrics"]) >= {"accuracy", "f1_macro", "roc_auc"}
+    assert first["signature"]["classLabels"] == ["0", "1", "2"]
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
+    card = json.loads(store.read_bytes(first["modelURI"].replace("model.onnx", "card.json")))
+    assert card["datasetDigest"] == data["digest"]
+    again = train(
+        spec,
+        namespace="ns",
+        run="run-2",
+        snapshot_uri=str(data["snapshotURI"]),
+        digest=str(data["digest"]),
+        claim="art",
+        store=store,
+    )
+    assert again["metrics"] == first["metrics"], "same data, params and seed: same metrics"
+    assert again["sha256"] == first["sha256"], "and the same ONNX bytes"
+
+
+def test_invalid_estimator_and_tampered_data_are_not_retryable(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    data = _snapshot(store)
+    log = tmp_path / "termination-log"
+    args = [
+        "--namespace",
+        "ns",
+        "--run",
+        "r",
+        "--snapshot",
+        str(data["snapshotURI"]),
+        "--claim",
+        "art",
+        "--artifacts-root",
+        str(tmp_path),
+        "--termination-log",
+        str(log),
+    ]
+    bad = {
+        **RUN,
+        "estimator": {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_trees": 3}},
+    }
+    assert main(["--spec", json.dumps(bad), "--digest", str(data["digest"]), *args]) == 3
+    result = json.loads(log.read_text())
+    assert (result["ok"], result["reason"]) == (False, "InvalidEstimator")
+    assert "n_trees" in result["message"]
+    assert main(["--spec", json.dumps(RUN), "--digest", "sha256:" + "0" * 64, *args]) == 3
+    assert json.loads(log.read_text())["reason"] == "DatasetDigestMismatch"
