@@ -142,6 +142,8 @@ def register_dataset_timer(registry: kopf.OperatorRegistry, poll_seconds: float)
         memo: OperatorContext,
         **_: Any,
     ) -> None:
+        if status.get("observedGeneration") != meta.get("generation"):
+            return  # the reconcile handler has not admitted this generation yet
         try:
             parsed = DatasetSpec.model_validate(dict(spec))
         except ValueError:
