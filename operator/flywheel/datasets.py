@@ -24,6 +24,7 @@ from flywheel.api.dataset import (
 )
 from flywheel.artifacts import MOUNT_ROOT
 from flywheel.conditions import READY, RECONCILING, STALLED, ConditionUpdate
+from flywheel.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
 from flywheel.settings import OperatorSettings
 
 Obj = dict[str, Any]
@@ -126,15 +127,6 @@ def render_artifacts_claim(namespace: str, settings: OperatorSettings) -> Obj:
     }
 
 
-RESTRICTED_CONTAINER = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-
 def render_ingest_job(
     body: Obj,
     spec: DatasetSpec,
@@ -180,13 +172,7 @@ def render_ingest_job(
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,  # the Job needs no API access
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 65532,
-                        "runAsGroup": 65532,
-                        "fsGroup": 65532,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": RESTRICTED_POD,
                     "containers": [
                         {
                             "name": "ingest",

@@ -1,0 +1,265 @@
+"""Pure TrainingRun decisions and builders: the pinned dataset, the training Job, the ModelVersion.
+
+The TrainingRun controller (issue 6, in progress) reads objects, calls these and writes what
+they return. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flywheel.api.common import API_GROUP, API_VERSION
+from flywheel.api.trainingrun import TrainingRunSpec
+from flywheel.artifacts import MOUNT_ROOT
+from flywheel.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
+from flywheel.settings import OperatorSettings
+from flywheel.status import Verdict
+
+Obj = dict[str, Any]
+NOT_RETRYABLE_EXIT = 3  # flywheel.jobs.train: a spec or code problem, retrying cannot help
+
+
+@dataclass(frozen=True)
+class PinnedDataset:
+    """The Dataset version a run trains on."""
+
+    name: str
+    version: str
+    digest: str
+    snapshot_uri: str
+    stats_uri: str
+
+
+def pin_dataset(spec: TrainingRunSpec, dataset: Obj | None) -> PinnedDataset | Verdict:
+    """The version to train on, or why the run must wait (`DatasetNotReady`)."""
+    name = spec.dataset_ref.name
+    if dataset is None:
+        return Verdict("DatasetNotReady", f"Dataset {name} does not exist.")
+    status = dataset.get("status", {})
+    wanted = spec.dataset_ref.version
+    records = [status, *(status.get("history") or [])]
+    for record in records:
+        if record.get("digest") and (
+            wanted is None
+            or str(record.get("version", "")).startswith(wanted)
+            or record["digest"].removeprefix("sha256:").startswith(wanted)
+        ):
+            if wanted is None and not _ready(dataset):
+                break
+            return PinnedDataset(
+                name, record["version"], record["digest"], record["snapshotURI"], record["statsURI"]
+            )
+    if wanted is not None:
+        return Verdict("DatasetNotReady", f"Dataset {name} has no version {wanted} in its history.")
+    return Verdict("DatasetNotReady", f"Dataset {name} has no Ready version yet.")
+
+
+def _ready(dataset: Obj) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in dataset.get("status", {}).get("conditions", [])
+    )
+
+
+def job_name(run: str) -> str:
+    """One Job per TrainingRun (the spec is immutable)."""
+    return f"{run[:52]}-train"
+
+
+def render_training_job(
+    body: Obj, spec: TrainingRunSpec, pinned: PinnedDataset, settings: OperatorSettings
+) -> Obj:
+    """The training Job: retries on crashes, none on a spec/code problem (podFailurePolicy)."""
+    meta = body["metadata"]
+    claim = settings.artifacts_claim
+    command = [
+        "python",
+        "-m",
+        "flywheel.jobs.train",
+        "--spec",
+        json.dumps(spec.model_dump(by_alias=True, exclude_none=True, mode="json")),
+        "--namespace",
+        meta["namespace"],
+        "--run",
+        meta["name"],
+        "--snapshot",
+        pinned.snapshot_uri,
+        "--digest",
+        pinned.digest,
+        "--claim",
+        claim,
+    ]
+    resources = (
+        spec.resources.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if spec.resources
+        else {
+            "requests": {"cpu": settings.job_cpu, "memory": settings.job_memory},
+            "limits": {"memory": settings.job_memory},
+        }
+    )
+    labels = {
+        "app.kubernetes.io/managed-by": "flywheel",
+        "app.kubernetes.io/component": "train",
+        f"{API_GROUP}/trainingrun": meta["name"],
+        f"{API_GROUP}/model": spec.model,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": "TrainingRun",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "ttlSecondsAfterFinished": 86400,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "train",
+                            "operator": "In",
+                            "values": [NOT_RETRYABLE_EXIT],
+                        },
+                    }
+                ]
+            },
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",  # required by podFailurePolicy
+                    "automountServiceAccountToken": False,
+                    "securityContext": RESTRICTED_POD,
+                    "containers": [
+                        {
+                            "name": "train",
+                            "image": settings.job_image,
+                            "command": command,
+                            "env": [
+                                {"name": "HOME", "value": "/tmp"},
+                                {"name": "OMP_NUM_THREADS", "value": "1"},
+                            ],
+                            "resources": resources,
+                            "securityContext": RESTRICTED_CONTAINER,
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "volumeMounts": [
+                                {"name": "artifacts", "mountPath": f"{MOUNT_ROOT}/{claim}"},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def failure_reason(job: Obj, result: Obj | None) -> Verdict:
+    """Why a training Job failed: the Job's reason, refined by the run's own report."""
+    conditions = {
+        c["type"]: c
+        for c in job.get("status", {}).get("conditions", [])
+        if c.get("status") == "True"
+    }
+    failed = conditions.get("Failed", {})
+    if result is not None and not result.get("ok") and result.get("reason"):
+        return Verdict(str(result["reason"]), str(result.get("message", "")))
+    reason = failed.get("reason") or "TrainingFailed"
+    return Verdict(reason, failed.get("message") or f"The training Job failed ({reason}).")
+
+
+def next_version(existing: list[int]) -> int:
+    """The next version number of a model (1 for the first)."""
+    return max(existing, default=0) + 1
+
+
+def model_version_name(model: str, version: int) -> str:
+    """`<model>-v<N>`: deterministic, so a retried registration finds its own object."""
+    return f"{model}-v{version}"
+
+
+def render_model_version(
+    run: Obj, spec: TrainingRunSpec, result: Obj, version: int, pinned: PinnedDataset
+) -> Obj:
+    """The immutable registry entry of a successful run."""
+    meta = run["metadata"]
+    signature = result["signature"]
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "ModelVersion",
+        "metadata": {
+            "name": model_version_name(spec.model, version),
+            "namespace": meta["namespace"],
+            "labels": {
+                f"{API_GROUP}/model": spec.model,
+                f"{API_GROUP}/version": str(version),
+                f"{API_GROUP}/run-uid": meta["uid"],
+                "app.kubernetes.io/managed-by": "flywheel",
+            },
+        },
+        "spec": {
+            "model": spec.model,
+            "version": version,
+            "artifact": {"uri": result["modelURI"], "format": "onnx", "sha256": result["sha256"]},
+            "signature": {
+                "task": signature["task"],
+                "inputs": [
+                    {
+                        "name": f["name"],
+                        "datatype": "FP32" if f["type"] == "numeric" else "BYTES",
+                        "shape": [-1, 1],
+                    }
+                    for f in signature["features"]
+                ],
+                "outputs": (
+                    [
+                        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                        {
+                            "name": "probabilities",
+                            "datatype": "FP32",
+                            "shape": [-1, len(signature.get("classLabels") or [])],
+                        },
+                    ]
+                    if signature["task"] == "classification"
+                    else [{"name": "variable", "datatype": "FP32", "shape": [-1, 1]}]
+                ),
+                "features": signature["features"],
+                **(
+                    {"classLabels": signature["classLabels"]}
+                    if signature.get("classLabels")
+                    else {}
+                ),
+            },
+            "lineage": {
+                "trainingRun": meta["name"],
+                "dataset": pinned.name,
+                "datasetVersion": pinned.version,
+                "datasetDigest": pinned.digest,
+                "estimator": spec.estimator.final_class,
+                "params": dict(spec.estimator.params),
+                "seed": spec.split.seed,
+                "libraries": result.get("libraries", {}),
+            },
+            "metrics": result["metrics"],
+            "baseline": {"statsURI": pinned.stats_uri},
+        },
+    }
