@@ -30,6 +30,14 @@ class ConditionUpdate:
     message: str
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A decision with a one-word reason and a sentence, ready for a condition or an Event."""
+
+    reason: str
+    message: str
+
+
 def parse_conditions(raw: Iterable[Mapping[str, Any]] | None) -> list[Condition]:
     """Conditions read from an object's status; malformed entries (hand edits) are dropped."""
     parsed = []

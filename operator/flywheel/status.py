@@ -8,7 +8,6 @@ the Event; nothing here talks to Kubernetes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from flywheel.conditions import (
     RECONCILING,
     STALLED,
     ConditionUpdate,
+    Verdict,
     dump_conditions,
     find_condition,
     parse_conditions,
@@ -28,14 +28,6 @@ from flywheel.conditions import (
 INVALID_SPEC = "InvalidSpec"
 INITIALIZING = "Initializing"
 MAX_ERRORS_IN_MESSAGE = 10
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A decision with a one-word reason and a sentence, ready for a condition or an Event."""
-
-    reason: str
-    message: str
 
 
 def first_visit_patch(

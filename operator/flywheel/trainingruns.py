@@ -13,9 +13,9 @@ from typing import Any
 from flywheel.api.common import API_GROUP, API_VERSION
 from flywheel.api.trainingrun import TrainingRunSpec
 from flywheel.artifacts import MOUNT_ROOT
+from flywheel.conditions import Verdict
 from flywheel.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
 from flywheel.settings import OperatorSettings
-from flywheel.status import Verdict
 
 Obj = dict[str, Any]
 NOT_RETRYABLE_EXIT = 3  # flywheel.jobs.train: a spec or code problem, retrying cannot help

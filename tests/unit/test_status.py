@@ -9,10 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from flywheel.api.trainingrun import TrainingRunSpec
-from flywheel.conditions import find_condition, parse_conditions
+from flywheel.conditions import Verdict, find_condition, parse_conditions
 from flywheel.status import (
     INVALID_SPEC,
-    Verdict,
     accepted_patch,
     describe_validation_error,
     first_visit_patch,

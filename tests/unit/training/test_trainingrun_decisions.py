@@ -11,8 +11,8 @@ import yaml
 from flywheel.api.kinds import MODEL_VERSION
 from flywheel.api.modelversion import ModelVersionSpec
 from flywheel.api.trainingrun import TrainingRunSpec
+from flywheel.conditions import Verdict
 from flywheel.settings import OperatorSettings
-from flywheel.status import Verdict
 from flywheel.trainingruns import (
     PinnedDataset,
     failure_reason,
