@@ -24,7 +24,12 @@ from flywheel.api.dataset import (
 )
 from flywheel.artifacts import MOUNT_ROOT
 from flywheel.conditions import READY, RECONCILING, STALLED, ConditionUpdate
-from flywheel.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
+from flywheel.podspec import (
+    RESTRICTED_CONTAINER,
+    RESTRICTED_POD,
+    artifact_mounts,
+    artifact_volumes,
+)
 from flywheel.settings import OperatorSettings
 
 Obj = dict[str, Any]
@@ -188,16 +193,10 @@ def render_ingest_job(
                             },
                             "securityContext": RESTRICTED_CONTAINER,
                             "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [
-                                {"name": "artifacts", "mountPath": f"{MOUNT_ROOT}/{claim}"},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
+                            "volumeMounts": artifact_mounts(claim, str(MOUNT_ROOT)),
                         }
                     ],
-                    "volumes": [
-                        {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
+                    "volumes": artifact_volumes(claim),
                 },
             },
         },

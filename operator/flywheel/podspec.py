@@ -21,3 +21,19 @@ RESTRICTED_POD: dict[str, Any] = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 """The pod securityContext: a fixed non-root user that owns the artifacts it writes."""
+
+
+def artifact_mounts(claim: str, mount_root: str) -> list[dict[str, Any]]:
+    """The artifacts claim at `<mount_root>/<claim>` and a writable /tmp (the root is read-only)."""
+    return [
+        {"name": "artifacts", "mountPath": f"{mount_root}/{claim}"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+
+
+def artifact_volumes(claim: str) -> list[dict[str, Any]]:
+    """The volumes behind :func:`artifact_mounts`."""
+    return [
+        {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim}},
+        {"name": "tmp", "emptyDir": {}},
+    ]

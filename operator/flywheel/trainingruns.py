@@ -14,7 +14,12 @@ from flywheel.api.common import API_GROUP, API_VERSION
 from flywheel.api.trainingrun import TrainingRunSpec
 from flywheel.artifacts import MOUNT_ROOT
 from flywheel.conditions import Verdict
-from flywheel.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
+from flywheel.podspec import (
+    RESTRICTED_CONTAINER,
+    RESTRICTED_POD,
+    artifact_mounts,
+    artifact_volumes,
+)
 from flywheel.settings import OperatorSettings
 
 Obj = dict[str, Any]
@@ -157,16 +162,10 @@ def render_training_job(
                             "resources": resources,
                             "securityContext": RESTRICTED_CONTAINER,
                             "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [
-                                {"name": "artifacts", "mountPath": f"{MOUNT_ROOT}/{claim}"},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
+                            "volumeMounts": artifact_mounts(claim, str(MOUNT_ROOT)),
                         }
                     ],
-                    "volumes": [
-                        {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
+                    "volumes": artifact_volumes(claim),
                 },
             },
         },
