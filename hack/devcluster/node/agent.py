@@ -127,7 +127,6 @@ class Agent:
         venv_bin = str(Path(sys.executable).parent)
         self.ctx = NodeContext(
             api=api,
-            node_name=node_name,
             host_ip=str(plan.gateway),
             pods_dir=directory / "pods",
             base_env={

@@ -37,7 +37,6 @@ class NodeContext:
     """What every pod worker shares."""
 
     api: Api
-    node_name: str
     host_ip: str
     pods_dir: Path
     base_env: dict[str, str]

@@ -25,12 +25,15 @@ def _number(value: Any) -> float | None:
     return None if np.isnan(number) else number
 
 
+def unique_edges(cuts: np.ndarray) -> list[float]:
+    """Quantile cuts as histogram edges: duplicates removed, at least two edges."""
+    edges = [float(e) for e in np.unique(cuts)]
+    return edges * 2 if len(edges) == 1 else edges
+
+
 def quantile_edges(values: np.ndarray, bins: int) -> list[float]:
-    """`bins + 1` quantile edges, duplicates removed (at least two edges)."""
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
-    if len(edges) == 1:
-        edges = np.array([edges[0], edges[0]])
-    return [float(e) for e in edges]
+    """`bins + 1` quantile edges of `values` (see :func:`unique_edges`)."""
+    return unique_edges(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
 
 
 def bin_counts(values: np.ndarray, edges: list[float]) -> list[int]:
@@ -59,9 +62,7 @@ def numeric_stats(series: pd.Series, bins: int) -> dict[str, Any]:
     # One selection pass serves both the reported quantiles and the bin edges.
     probabilities = np.concatenate([np.linspace(0.0, 1.0, bins + 1), QUANTILES])
     cuts = np.quantile(values, probabilities)
-    edges = [float(e) for e in np.unique(cuts[: bins + 1])]
-    if len(edges) == 1:
-        edges = edges * 2
+    edges = unique_edges(cuts[: bins + 1])
     return {
         **stats,
         "min": float(values.min()),

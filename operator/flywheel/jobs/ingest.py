@@ -21,7 +21,7 @@ from typing import Any
 
 from flywheel.api.dataset import DatasetSpec
 from flywheel.artifacts import MOUNT_ROOT, ArtifactStore, pvc_uri
-from flywheel.data.errors import DatasetError, ParseError, SourceUnavailable, ValidationFailed
+from flywheel.data.errors import DatasetError, SourceUnavailable, ValidationFailed
 from flywheel.data.schema import ResolvedSchema, resolve_schema
 from flywheel.data.snapshot import canonical_frame, content_digest, parquet_bytes, short_version
 from flywheel.data.sources import read_source
@@ -134,6 +134,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["ParseError", "ingest", "main"]
