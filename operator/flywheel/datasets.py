@@ -24,6 +24,7 @@ from flywheel.api.dataset import (
 )
 from flywheel.artifacts import MOUNT_ROOT
 from flywheel.conditions import READY, RECONCILING, STALLED, ConditionUpdate
+from flywheel.jobresult import Outcome
 from flywheel.podspec import (
     RESTRICTED_CONTAINER,
     RESTRICTED_POD,
@@ -201,45 +202,6 @@ def render_ingest_job(
             },
         },
     }
-
-
-def job_finished(job: Obj) -> str | None:
-    """`Complete` or `Failed` once the Job is done, else None."""
-    for condition in job.get("status", {}).get("conditions", []):
-        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
-            return str(condition["type"])
-    return None
-
-
-def read_result(job: Obj, pods: list[Obj]) -> Obj:
-    """The ingest result from the Job's pod termination message (or why there is none)."""
-    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True):
-        for container in pod.get("status", {}).get("containerStatuses", []):
-            terminated = container.get("state", {}).get("terminated") or {}
-            try:
-                result = json.loads(terminated.get("message", ""))
-            except json.JSONDecodeError:
-                message = terminated.get("message") or terminated.get("reason") or "no output"
-                return {"ok": False, "reason": "Failed", "message": message[-1000:]}
-            if isinstance(result, dict):
-                return result
-    reasons = [c.get("reason", "") for c in job.get("status", {}).get("conditions", [])]
-    return {
-        "ok": False,
-        "reason": "Failed",
-        "message": f"the ingest Job ended without a result ({', '.join(reasons)})",
-    }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a finished ingest means for the Dataset: status fields, conditions, an Event."""
-
-    status: Obj
-    conditions: list[ConditionUpdate]
-    event_type: str
-    event_reason: str
-    event_message: str
 
 
 def outcome(status: DatasetStatus, attempt: IngestAttempt, result: Obj, now: datetime) -> Outcome:

@@ -65,6 +65,10 @@ class OperatorSettings(BaseSettings):
     poll_seconds: float = Field(default=3.0, gt=0)
     """How often running Jobs are checked and refresh schedules evaluated."""
 
+    failpoint: Literal["", "exit-after-model-version-created"] = ""
+    """Testing only: stop the process abruptly (exit code 17) at a named point, to prove that
+    the operator recovers from a crash there (like etcd's failpoints). Empty in production."""
+
     @property
     def clusterwide(self) -> bool:
         """Whether the operator watches every namespace."""

@@ -105,8 +105,19 @@ def accepted_patch(
     kind: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """The status of a valid spec that the kind's controller now works on: Stalled cleared."""
+    """The status of a valid spec that the kind's controller now works on: Stalled cleared.
+
+    Empty when this generation was already accepted (a resume after an operator restart): the
+    controller's own conditions stand, and Reconciling is not raised again for nothing.
+    """
     conditions = parse_conditions((status or {}).get("conditions"))
+    stalled = find_condition(conditions, STALLED)
+    if (
+        (status or {}).get("observedGeneration") == generation
+        and stalled is not None
+        and stalled.status == "False"
+    ):
+        return {}
     message = f"The {kind} controller is reconciling generation {generation}."
     updates = [
         ConditionUpdate(STALLED, "False", "SpecAccepted", "The spec is valid."),

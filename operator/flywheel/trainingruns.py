@@ -1,7 +1,8 @@
-"""Pure TrainingRun decisions and builders: the pinned dataset, the training Job, the ModelVersion.
+"""Pure TrainingRun decisions and builders: the pinned dataset, the champion, the training Job.
 
-The TrainingRun controller (issue 6, in progress) reads objects, calls these and writes what
-they return. No I/O, no clock.
+The TrainingRun controller (:mod:`flywheel.handlers.trainingrun`) reads objects, calls these
+and writes what they return; what a finished Job means is in :mod:`flywheel.runoutcomes`.
+No I/O, no clock.
 """
 
 from __future__ import annotations
@@ -68,15 +69,86 @@ def _ready(dataset: Obj) -> bool:
     )
 
 
+def select_champion(
+    spec: TrainingRunSpec, deployment: Obj | None, versions: list[Obj]
+) -> tuple[Obj | None, str | None]:
+    """The champion ModelVersion for the `compareTo` gate, or None and why there is none.
+
+    `versions` are the model's ModelVersions; `deployment` the ModelDeployment named by
+    `compareTo.deploymentRef` (None when absent or not asked for).
+    """
+    gates = spec.validation
+    if gates is None or gates.compare_to is None:
+        return None, None
+    reference = gates.compare_to.deployment_ref
+    if reference is not None:
+        if deployment is None:
+            return None, f"ModelDeployment {reference.name} does not exist"
+        serving = deployment.get("status", {}).get("servingVersion")
+        if serving is None:
+            return None, f"ModelDeployment {reference.name} serves no version yet"
+        match = [v for v in versions if v.get("spec", {}).get("version") == serving]
+        if not match:
+            return None, f"ModelDeployment {reference.name} serves v{serving}, which is not found"
+        return match[0], None
+    validated = [v for v in versions if _validated(v)]
+    if not validated:
+        return None, f"model {spec.model} has no validated version yet"
+    return max(validated, key=lambda v: int(v["spec"]["version"])), None
+
+
+def _validated(version: Obj) -> bool:
+    return any(
+        c.get("type") == "Validated" and c.get("status") == "True"
+        for c in version.get("status", {}).get("conditions", [])
+    )
+
+
+def champion_argument(version: Obj) -> Obj:
+    """What the training Job needs to re-score a champion (flywheel.training.champion)."""
+    spec = version["spec"]
+    return {
+        "version": spec["version"],
+        "uri": spec["artifact"]["uri"],
+        "sha256": spec["artifact"]["sha256"],
+        "features": spec["signature"]["features"],
+        "classLabels": spec["signature"].get("classLabels"),
+        "metrics": spec.get("metrics", {}),
+    }
+
+
+def pinned_from_job(job: Obj) -> PinnedDataset | None:
+    """The dataset a training Job was created with (its annotations), if it carries them."""
+    notes = job.get("metadata", {}).get("annotations", {})
+    fields = [notes.get(f"{API_GROUP}/dataset-{key}") for key in _PIN_KEYS]
+    if not all(fields):
+        return None
+    return PinnedDataset(*[str(f) for f in fields])
+
+
+_PIN_KEYS = ("name", "version", "digest", "snapshot-uri", "stats-uri")
+NO_CHAMPION = f"{API_GROUP}/no-champion"
+"""Job annotation: why the `compareTo` gate had no champion when the run started."""
+
+
 def job_name(run: str) -> str:
     """One Job per TrainingRun (the spec is immutable)."""
     return f"{run[:52]}-train"
 
 
 def render_training_job(
-    body: Obj, spec: TrainingRunSpec, pinned: PinnedDataset, settings: OperatorSettings
+    body: Obj,
+    spec: TrainingRunSpec,
+    pinned: PinnedDataset,
+    settings: OperatorSettings,
+    champion: Obj | None = None,
+    no_champion: str | None = None,
 ) -> Obj:
-    """The training Job: retries on crashes, none on a spec/code problem (podFailurePolicy)."""
+    """The training Job: retries on crashes, none on a spec/code problem (podFailurePolicy).
+
+    The pinned dataset is recorded in the Job's annotations too: if the operator stops between
+    creating the Job and writing the run's status, the next step reads the pin from the Job.
+    """
     meta = body["metadata"]
     claim = settings.artifacts_claim
     command = [
@@ -96,6 +168,8 @@ def render_training_job(
         "--claim",
         claim,
     ]
+    if champion is not None:
+        command += ["--champion", json.dumps(champion, separators=(",", ":"))]
     resources = (
         spec.resources.model_dump(by_alias=True, exclude_none=True, mode="json")
         if spec.resources
@@ -117,6 +191,21 @@ def render_training_job(
             "name": job_name(meta["name"]),
             "namespace": meta["namespace"],
             "labels": labels,
+            "annotations": {
+                f"{API_GROUP}/dataset-{key}": value
+                for key, value in zip(
+                    _PIN_KEYS,
+                    (
+                        pinned.name,
+                        pinned.version,
+                        pinned.digest,
+                        pinned.snapshot_uri,
+                        pinned.stats_uri,
+                    ),
+                    strict=True,
+                )
+            }
+            | ({NO_CHAMPION: no_champion} if no_champion else {}),
             "ownerReferences": [
                 {
                     "apiVersion": f"{API_GROUP}/{API_VERSION}",
@@ -170,20 +259,6 @@ def render_training_job(
             },
         },
     }
-
-
-def failure_reason(job: Obj, result: Obj | None) -> Verdict:
-    """Why a training Job failed: the Job's reason, refined by the run's own report."""
-    conditions = {
-        c["type"]: c
-        for c in job.get("status", {}).get("conditions", [])
-        if c.get("status") == "True"
-    }
-    failed = conditions.get("Failed", {})
-    if result is not None and not result.get("ok") and result.get("reason"):
-        return Verdict(str(result["reason"]), str(result.get("message", "")))
-    reason = failed.get("reason") or "TrainingFailed"
-    return Verdict(reason, failed.get("message") or f"The training Job failed ({reason}).")
 
 
 def next_version(existing: list[int]) -> int:

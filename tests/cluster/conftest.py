@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,35 +101,54 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
+OperatorFactory = Callable[..., OperatorProcess]
+
+
 @pytest.fixture
-def operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """`python -m flywheel --namespace <test namespace>` as a subprocess."""
-    log = tmp_path / "operator.log"
-    metrics_port = free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubectl.kubeconfig),
-        "FLYWHEEL_LIVENESS_PORT": str(free_port()),
-        "FLYWHEEL_METRICS_PORT": str(metrics_port),
-        "FLYWHEEL_BIND_ADDRESS": "127.0.0.1",
-        "FLYWHEEL_POLL_SECONDS": "1",
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flywheel", "--namespace", namespace],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle = OperatorProcess(process, log, metrics_port)
+def start_operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator[OperatorFactory]:
+    """Start `python -m flywheel --namespace <test namespace>` (extra env as keywords)."""
+    started: list[OperatorProcess] = []
+
+    def start(**extra_env: str) -> OperatorProcess:
+        log = tmp_path / f"operator-{len(started)}.log"
+        metrics_port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubectl.kubeconfig),
+            "FLYWHEEL_LIVENESS_PORT": str(free_port()),
+            "FLYWHEEL_METRICS_PORT": str(metrics_port),
+            "FLYWHEEL_BIND_ADDRESS": "127.0.0.1",
+            "FLYWHEEL_POLL_SECONDS": "1",
+            **extra_env,
+        }
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "flywheel", "--namespace", namespace],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        handle = OperatorProcess(process, log, metrics_port)
+        started.append(handle)
+        return handle
+
     try:
-        yield handle
+        yield start
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        # Shown by pytest only when the test failed.
-        print(f"--- operator log ({log}) ---\n{handle.output()[-6000:]}")
+        for handle in started:
+            process = handle.process
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            # Shown by pytest only when the test failed.
+            print(f"--- operator log ({handle.log}) ---\n{handle.output()[-6000:]}")
+
+
+@pytest.fixture
+def operator(start_operator: OperatorFactory) -> OperatorProcess:
+    """The operator watching the test's namespace."""
+    return start_operator()

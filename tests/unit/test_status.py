@@ -104,3 +104,11 @@ def test_accepting_a_spec_keeps_a_ready_verdict() -> None:
     }
     patch = accepted_patch(ready, generation=3, kind="ModelDeployment", now=T0)
     assert _conditions(patch)["Ready"] == ("True", "Serving")
+
+
+def test_a_resumed_object_keeps_its_controllers_conditions() -> None:
+    first = first_visit_patch({}, generation=1, kind="TrainingRun", now=T0)
+    accepted = accepted_patch(first, generation=1, kind="TrainingRun", now=T0)
+    assert _conditions(accepted)["Stalled"] == ("False", "SpecAccepted"), "posted on first visit"
+    assert accepted_patch(accepted, generation=1, kind="TrainingRun", now=T0) == {}
+    assert accepted_patch(accepted, generation=2, kind="TrainingRun", now=T0) != {}

@@ -83,6 +83,11 @@ LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 """Metrics where a smaller value is better; the champion comparison is direction aware."""
 
 
+def better(metric: str, new: float, old: float) -> float:
+    """How much better `new` is than `old` (positive is better), direction aware."""
+    return old - new if metric in LOWER_IS_BETTER else new - old
+
+
 def task_of(estimator_class: str) -> Literal["classification", "regression"] | None:
     """The task an allow-listed estimator performs, or None for an unknown class."""
     if estimator_class in CLASSIFIERS:

@@ -134,9 +134,11 @@ MODEL_VERSION = Kind(
         PrinterColumn("Model", ".spec.model", description="The registered model."),
         PrinterColumn("Version", ".spec.version", type="integer", description="The version."),
         PrinterColumn("Validated", _condition("Validated"), description="Whether gates passed."),
+        PrinterColumn("Key Metric", ".status.keyMetric", description="The metric that matters."),
         PrinterColumn("Accuracy", ".spec.metrics.accuracy", type="number", priority=1),
         PrinterColumn("RMSE", ".spec.metrics.rmse", type="number", priority=1),
         READY,
+        PrinterColumn("Message", _condition("Validated", "message"), priority=1),
         AGE,
     ),
     spec_rules=(

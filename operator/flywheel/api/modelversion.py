@@ -24,7 +24,7 @@ from flywheel.api.common import (
     Uri,
 )
 from flywheel.api.dataset import Digest, FeatureType
-from flywheel.api.trainingrun import Task
+from flywheel.api.trainingrun import Task, ValidationVerdict
 
 TensorDatatype = Literal["BOOL", "INT32", "INT64", "FP32", "FP64", "BYTES"]
 
@@ -155,41 +155,6 @@ class ModelVersionSpec(ApiModel):
     """The drift baseline."""
 
 
-class GateCheck(ApiModel):
-    """The outcome of one validation gate."""
-
-    name: Annotated[str, Field(max_length=253)]
-    """What was checked, e.g. `accuracy >= 0.9` or `f1_macro vs champion v3`."""
-
-    metric: Annotated[str, Field(max_length=63)]
-    """The metric checked."""
-
-    observed: float
-    """The new model's value."""
-
-    bound: float
-    """The value it was compared with."""
-
-    passed: bool
-    """Whether the check passed."""
-
-    message: Annotated[str, Field(max_length=1024)]
-    """A sentence explaining the outcome."""
-
-
-class ValidationVerdict(ApiModel):
-    """The result of the validation gates."""
-
-    passed: bool
-    """Whether every check passed."""
-
-    checks: list[GateCheck] = Field(default_factory=list, max_length=32)
-    """Each check with its observed value, bound and outcome."""
-
-    champion_version: int | None = Field(default=None, ge=1)
-    """The champion version compared with, if any."""
-
-
 class DeploymentLink(ApiModel):
     """A ModelDeployment serving this version."""
 
@@ -202,6 +167,10 @@ class ModelVersionStatus(StatusBase):
 
     validation: ValidationVerdict | None = None
     """The validation verdict and its checks."""
+
+    key_metric: Annotated[str, Field(max_length=100)] | None = None
+    """The metric that matters most, with its value, e.g. `accuracy=0.974`: the one the gates
+    judged first, else the first one computed. Shown by `kubectl get modelversions`."""
 
     deployments: list[DeploymentLink] | None = Field(
         default=None,

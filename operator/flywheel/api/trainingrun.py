@@ -238,6 +238,41 @@ class TrainingRunSpec(ApiModel):
     """How long the training Job may run before it fails with `DeadlineExceeded`."""
 
 
+class GateCheck(ApiModel):
+    """The outcome of one validation gate."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """What was checked, e.g. `accuracy >= 0.9` or `f1_macro vs champion v3`."""
+
+    metric: Annotated[str, Field(max_length=63)]
+    """The metric checked."""
+
+    observed: float | None = None
+    """The new model's value (absent when it was not computed)."""
+
+    bound: float | None = None
+    """The value it was compared with (absent when there is nothing to compare with)."""
+
+    passed: bool
+    """Whether the check passed."""
+
+    message: Annotated[str, Field(max_length=1024)]
+    """A sentence explaining the outcome."""
+
+
+class ValidationVerdict(ApiModel):
+    """The result of the validation gates."""
+
+    passed: bool
+    """Whether every check passed."""
+
+    checks: list[GateCheck] = Field(default_factory=list, max_length=32)
+    """Each check with its observed value, bound and outcome."""
+
+    champion_version: int | None = Field(default=None, ge=1)
+    """The champion version compared with, if any."""
+
+
 class TrainingRunStatus(StatusBase):
     """The observed state of a TrainingRun. Conditions: Ready, Reconciling, Stalled, Succeeded."""
 
@@ -266,3 +301,6 @@ class TrainingRunStatus(StatusBase):
 
     model_version_ref: LocalObjectReference | None = None
     """The ModelVersion registered by this run."""
+
+    validation: ValidationVerdict | None = None
+    """The validation gates' verdict, copied to the registered ModelVersion's status."""

@@ -1,8 +1,9 @@
-"""What every handler receives through kopf's memo: the settings and the metrics."""
+"""What every handler receives through kopf's memo: settings, metrics, the client, locks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from flywheel.kube import Kube
 from flywheel.opmetrics import OperatorMetrics
@@ -19,6 +20,7 @@ class OperatorContext:
     settings: OperatorSettings
     metrics: OperatorMetrics
     _kube: Kube | None = None
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @property
     def kube(self) -> Kube:
@@ -30,3 +32,11 @@ class OperatorContext:
     def connect(self, kube: Kube) -> None:
         """Attach the API client (start-up)."""
         self._kube = kube
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """One lock per key, shared by every handler (kopf copies the memo shallowly).
+
+        The operator runs as one replica (kopf has no leader election), so a process-wide lock
+        is enough to serialise, e.g., version allocation per model.
+        """
+        return self._locks.setdefault(key, asyncio.Lock())

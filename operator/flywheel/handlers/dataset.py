@@ -21,21 +21,17 @@ from flywheel.conditions import (
     READY,
     RECONCILING,
     ConditionUpdate,
-    dump_conditions,
-    parse_conditions,
-    set_conditions,
 )
 from flywheel.datasets import (
-    Outcome,
     ingest_due,
-    job_finished,
     job_name,
     outcome,
-    read_result,
     render_artifacts_claim,
     render_ingest_job,
 )
 from flywheel.handlers.context import OperatorContext
+from flywheel.handlers.outcome import apply
+from flywheel.jobresult import Outcome, job_finished, read_result
 from flywheel.kube import Kube, namespaced
 
 
@@ -91,29 +87,6 @@ async def step(
         "jobName": name,
     }
     return Outcome(fields, conditions, "Normal", "IngestStarted", message)
-
-
-def apply(
-    outcome_: Outcome,
-    current: dict[str, Any],
-    patch: kopf.Patch,
-    body: kopf.Body,
-    generation: int | None,
-) -> None:
-    """Merge an outcome into the status patch and post its Event."""
-    merged = {**current, **patch.status}
-    conditions = set_conditions(
-        parse_conditions(merged.get("conditions")),
-        outcome_.conditions,
-        generation=generation,
-        now=datetime.now(UTC),
-    )
-    patch.status.update(outcome_.status)
-    patch.status["conditions"] = dump_conditions(conditions)
-    patch.status["observedGeneration"] = generation
-    kopf.event(
-        body, type=outcome_.event_type, reason=outcome_.event_reason, message=outcome_.event_message
-    )
 
 
 async def work(

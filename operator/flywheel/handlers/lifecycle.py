@@ -33,6 +33,25 @@ def configure_kopf(settings: kopf.OperatorSettings, context: OperatorContext) ->
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4
     logging.getLogger().setLevel(context.settings.log_level)
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietTimers) for f in objects.filters):
+        objects.addFilter(QuietTimers())
+
+
+class QuietTimers(logging.Filter):
+    """Drop kopf's "Timer 'x' succeeded." lines below DEBUG: one per object every few seconds.
+
+    Timers follow Jobs and schedules; what they change is logged and posted as Events already.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep everything except a successful timer tick at INFO."""
+        message = record.getMessage()
+        return not (
+            record.levelno == logging.INFO
+            and message.startswith("Timer '")
+            and message.endswith("' succeeded.")
+        )
 
 
 async def start_metrics_server(context: OperatorContext) -> web.AppRunner | None:

@@ -1,14 +1,14 @@
 """Validation gates: absolute thresholds and the comparison with the champion.
 
-Pure: every check returns its observed value, bound and outcome, which land in the
-ModelVersion's status, and `verdict` says whether the version is `Validated`.
+Pure and light (no scikit-learn import), so the operator judges results itself. Every check
+returns its observed value, bound and outcome, which land in the ModelVersion's status, and
+`verdict` says whether the version is `Validated`.
 """
 
 from __future__ import annotations
 
-from flywheel.api.modelversion import GateCheck, ValidationVerdict
-from flywheel.api.trainingrun import ValidationGates
-from flywheel.training.metrics import better
+from flywheel.api.estimators import better
+from flywheel.api.trainingrun import GateCheck, ValidationGates, ValidationVerdict
 
 
 def threshold_checks(gates: ValidationGates, metrics: dict[str, float]) -> list[GateCheck]:
@@ -25,7 +25,7 @@ def threshold_checks(gates: ValidationGates, metrics: dict[str, float]) -> list[
                     GateCheck(
                         name=name,
                         metric=threshold.metric,
-                        observed=float("nan"),
+                        observed=None,
                         bound=bound,
                         passed=False,
                         message=f"{threshold.metric} was not computed",
@@ -52,6 +52,7 @@ def champion_check(
     metrics: dict[str, float],
     champion: dict[str, float] | None,
     champion_version: int | None,
+    note: str | None = None,
 ) -> GateCheck | None:
     """The comparison with the champion, re-scored on the same held-out rows (None: no gate)."""
     comparison = gates.compare_to
@@ -64,8 +65,8 @@ def champion_check(
         return GateCheck(
             name=name,
             metric=metric,
-            observed=float("nan"),
-            bound=float("nan"),
+            observed=None,
+            bound=None,
             passed=False,
             message=f"{metric} was not computed",
         )
@@ -74,9 +75,11 @@ def champion_check(
             name=name,
             metric=metric,
             observed=new,
-            bound=float("nan"),
+            bound=None,
             passed=True,
-            message="no champion to compare with: passes",
+            message=f"no champion to compare with ({note}): passes"
+            if note
+            else "no champion to compare with: passes",
         )
     old = champion[metric]
     required = comparison.min_improvement * (abs(old) if comparison.mode == "Relative" else 1.0)
@@ -93,7 +96,8 @@ def champion_check(
         message=(
             f"{metric} {new:.4g} vs champion {old:.4g} ({direction} is better): improvement "
             f"{gain:+.4g}, required {required:.4g} ({comparison.mode.lower()})"
-        ),
+            + (f"; {note}" if note else "")
+        )[:1024],
     )
 
 
@@ -102,12 +106,13 @@ def verdict(
     metrics: dict[str, float],
     champion: dict[str, float] | None = None,
     champion_version: int | None = None,
+    champion_note: str | None = None,
 ) -> ValidationVerdict:
     """All checks and whether they all passed."""
     if gates is None:
         return ValidationVerdict(passed=True, checks=[])
     checks = threshold_checks(gates, metrics)
-    compared = champion_check(gates, metrics, champion, champion_version)
+    compared = champion_check(gates, metrics, champion, champion_version, champion_note)
     if compared is not None:
         checks.append(compared)
     return ValidationVerdict(

@@ -8,8 +8,6 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from flywheel.api.estimators import LOWER_IS_BETTER
-
 DEFAULTS = {
     "classification": ("accuracy", "f1_macro", "roc_auc"),
     "regression": ("mae", "rmse", "r2"),
@@ -54,8 +52,3 @@ def _metric(name: str, y_true: Any, y_pred: Any, proba: Any | None, classes: Any
     if name == "r2":
         return float(skm.r2_score(y_true, y_pred))
     raise ValueError(f"unknown metric {name}")
-
-
-def better(metric: str, new: float, old: float) -> float:
-    """How much better `new` is than `old` (positive is better), direction aware."""
-    return old - new if metric in LOWER_IS_BETTER else new - old

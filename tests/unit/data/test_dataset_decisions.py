@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,11 @@ from flywheel.datasets import (
     job_name,
     next_refresh,
     outcome,
-    read_result,
     render_ingest_job,
     retry_delay,
 )
+from flywheel.jobresult import read_result
+from flywheel.jobs.train import encode_result
 from flywheel.settings import OperatorSettings
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -114,6 +116,15 @@ def test_results_are_read_from_the_termination_message() -> None:
         {"status": {"conditions": [{"type": "Failed", "reason": "DeadlineExceeded"}]}}, []
     )
     assert "DeadlineExceeded" in none["message"]
+    large = {"ok": True, "features": [f"feature_{i}" for i in range(400)]}
+    packed = json.dumps(encode_result(large))
+    assert len(packed) < 4096 < len(json.dumps(large)), "compressed to fit 4 KiB"
+    assert read_result({}, [_job_pod(packed)]) == large
+    running: dict[str, Any] = {
+        "metadata": {},
+        "status": {"containerStatuses": [{"state": {"running": {}}}]},
+    }
+    assert read_result({}, [running])["ok"] is False, "a pod still running reports nothing yet"
 
 
 RESULT = {

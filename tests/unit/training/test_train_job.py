@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 
@@ -13,6 +14,7 @@ from flywheel.api.trainingrun import TrainingRunSpec
 from flywheel.artifacts import ArtifactStore
 from flywheel.jobs.ingest import ingest
 from flywheel.jobs.train import main, train
+from flywheel.training.champion import Champion
 
 RUN = {
     "model": "iris",
@@ -94,3 +96,58 @@ def test_invalid_estimator_and_tampered_data_are_not_retryable(tmp_path: Path) -
     assert "n_trees" in result["message"]
     assert main(["--spec", json.dumps(RUN), "--digest", "sha256:" + "0" * 64, *args]) == 3
     assert json.loads(log.read_text())["reason"] == "DatasetDigestMismatch"
+
+
+def test_the_champion_is_rescored_on_the_same_held_out_rows(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    data = _snapshot(store)
+    where: dict[str, Any] = {
+        "snapshot_uri": str(data["snapshotURI"]),
+        "digest": str(data["digest"]),
+    }
+    first = train(
+        TrainingRunSpec.model_validate(RUN),
+        namespace="ns",
+        run="run-1",
+        claim="art",
+        store=store,
+        **where,
+    )
+    champion = Champion.model_validate(
+        {
+            "version": 1,
+            "uri": first["modelURI"],
+            "sha256": first["sha256"],
+            "features": first["signature"]["features"],
+            "classLabels": first["signature"]["classLabels"],
+            "metrics": {"accuracy": 0.5},
+        }
+    )
+    logistic = {**RUN, "estimator": {"class": "sklearn.linear_model.LogisticRegression"}}
+    second = train(
+        TrainingRunSpec.model_validate(logistic),
+        namespace="ns",
+        run="run-2",
+        claim="art",
+        store=store,
+        champion=champion,
+        **where,
+    )
+    rival = second["champion"]
+    assert rival["rescored"] is True
+    # Same data and seed, so the same held-out rows: the champion scores exactly as it did.
+    assert rival["metrics"]["accuracy"] == first["metrics"]["accuracy"]
+    assert rival["metrics"] != second["metrics"]
+    tampered = champion.model_copy(update={"sha256": "0" * 64})
+    third = train(
+        TrainingRunSpec.model_validate(logistic),
+        namespace="ns",
+        run="run-3",
+        claim="art",
+        store=store,
+        champion=tampered,
+        **where,
+    )
+    assert third["champion"]["rescored"] is False
+    assert third["champion"]["metrics"] == {"accuracy": 0.5}, "falls back to recorded metrics"
+    assert "does not match its recorded sha256" in third["champion"]["note"]

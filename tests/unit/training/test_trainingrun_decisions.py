@@ -15,7 +15,6 @@ from flywheel.conditions import Verdict
 from flywheel.settings import OperatorSettings
 from flywheel.trainingruns import (
     PinnedDataset,
-    failure_reason,
     next_version,
     pin_dataset,
     render_model_version,
@@ -83,27 +82,6 @@ def test_the_job_does_not_retry_spec_problems() -> None:
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--digest") + 1] == V1["digest"]
-
-
-def test_failure_reasons() -> None:
-    deadline = {
-        "status": {
-            "conditions": [
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "DeadlineExceeded",
-                    "message": "Job was active longer than specified deadline",
-                }
-            ]
-        }
-    }
-    assert failure_reason(deadline, None).reason == "DeadlineExceeded"
-    parity = failure_reason(
-        deadline, {"ok": False, "reason": "OnnxParityFailed", "message": "worst 0.3"}
-    )
-    assert parity == Verdict("OnnxParityFailed", "worst 0.3")
-    assert failure_reason({}, None).reason == "TrainingFailed"
 
 
 def test_the_model_version_is_schema_valid_and_traceable() -> None:
