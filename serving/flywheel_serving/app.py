@@ -1,0 +1,382 @@
+"""The ASGI app: thin endpoints over the runtime and the data layer.
+
+A raw ASGI callable rather than a framework: at a ~10 µs model the HTTP layer is the cost, and
+routing a handful of fixed paths by hand keeps the server within reach of uvicorn's own floor.
+The model loads in the background at start-up, so liveness answers at once while readiness waits
+for load + sha256 verification + a warm-up inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from flywheel_serving.batching import Batcher
+from flywheel_serving.config import ServingConfig
+from flywheel_serving.errors import (
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    ServingError,
+)
+from flywheel_serving.metrics import CallbackCollector, ServingMetrics
+from flywheel_serving.model import Model, ModelLoadError, Prediction, load, resolve
+from flywheel_serving.monitoring import Monitor, info_metric
+from flywheel_serving.openapi import document
+from flywheel_serving.protocol import (
+    Columns,
+    decode_feedback,
+    decode_infer,
+    decode_v1,
+    encode_infer,
+    encode_v1,
+)
+
+logger = logging.getLogger("flywheel_serving")
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON = [(b"content-type", b"application/json")]
+OFFLOAD_ROWS = 512  # larger runs go to a thread, so one big request does not stall the loop
+
+
+@dataclass
+class Loaded:
+    """The served model once it is verified."""
+
+    model: Model
+    sha256: str
+    monitor: Monitor | None
+    batcher: Batcher | None
+
+
+class ServingApp:
+    """One model behind the Open Inference Protocol v2."""
+
+    def __init__(self, config: ServingConfig, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.metrics = ServingMetrics(self.registry, config.model_name, config.model_version)
+        self.loaded: Loaded | None = None
+        self.failure: ModelLoadError | None = None
+        self.draining = False
+        self._loading: asyncio.Task[None] | None = None
+        self._openapi = orjson.dumps(document(config.model_name))
+        self.registry.register(CallbackCollector(self._collect))
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin loading the model in the background."""
+        self._loading = asyncio.create_task(self._load())
+
+    async def _load(self) -> None:
+        config = self.config
+        try:
+            model, sha256 = await asyncio.to_thread(
+                load,
+                config.model_uri,
+                sha256=config.sha256,
+                card_uri=config.card_uri,
+                artifacts_root=config.artifacts_root,
+                intra_op_threads=config.intra_op_threads,
+            )
+            monitor = None
+            if config.monitoring:
+                baseline = await asyncio.to_thread(self._baseline)
+                monitor = Monitor(
+                    config.model_name,
+                    config.model_version,
+                    baseline,
+                    features=[(f.name, f.type) for f in model.features],
+                    class_labels=model.class_labels,
+                )
+        except ModelLoadError as error:
+            self.failure = error
+            logger.error("model %s not served: %s", config.model_name, error)
+            return
+        except Exception as error:  # an unexpected failure must not leave "Loading" forever
+            self.failure = ModelLoadError("ModelLoadFailed", f"{type(error).__name__}: {error}")
+            logger.exception("model %s not served", config.model_name)
+            return
+        batcher = None
+        if config.max_batch_size > 0:
+            batcher = Batcher(
+                model.run,
+                config.max_batch_size,
+                config.max_latency_ms / 1000,
+                self.metrics.batch.observe,
+            )
+        self.loaded = Loaded(model, sha256, monitor, batcher)
+        logger.info(
+            "model %s version %s ready (sha256 %s, %d features, %s)",
+            config.model_name,
+            config.model_version,
+            sha256,
+            len(model.features),
+            model.task,
+        )
+
+    def _baseline(self) -> dict[str, Any] | None:
+        if not self.config.stats_uri:
+            return None
+        path = resolve(self.config.stats_uri, self.config.artifacts_root)
+        try:
+            baseline: dict[str, Any] = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as error:
+            message = f"cannot read the baseline {path}: {error}"
+            raise ModelLoadError("ModelLoadFailed", message) from error
+        return baseline
+
+    async def wait_loaded(self) -> None:
+        """Until the background load has finished (successfully or not)."""
+        if self._loading is not None:
+            await self._loading
+
+    def _collect(self) -> Any:
+        loaded = self.loaded
+        yield from info_metric(
+            self.config.model_name,
+            self.config.model_version,
+            loaded.sha256 if loaded else "",
+            loaded is not None and not self.draining,
+        )
+        if loaded is not None and loaded.monitor is not None:
+            yield from loaded.monitor.collect()
+
+    # --- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection scope (HTTP request or lifespan)."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        endpoint = "other"
+        self.metrics.in_flight.inc()
+        try:
+            endpoint, handler = self._route(scope["method"], scope["path"])
+            status, body, headers = await handler(scope, receive)
+        except ServingError as error:
+            status, body, headers = error.status, orjson.dumps({"error": error.message}), JSON
+        except Exception as error:  # a bug, not bad input: say so, keep serving
+            logger.exception("internal error on %s %s", scope["method"], scope["path"])
+            status, body, headers = 500, orjson.dumps({"error": f"internal error: {error}"}), JSON
+        finally:
+            self.metrics.in_flight.dec()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.observe(endpoint, status, time.perf_counter() - started)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.draining = True
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    Handler = Callable[[Scope, Receive], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]]
+
+    def _route(self, method: str, path: str) -> tuple[str, Handler]:
+        parts = path.strip("/").split("/")
+        if path == "/metrics":
+            return "other", self._require(method, "GET", self._metrics)
+        if parts[0] == "v1" and len(parts) == 3 and parts[1] == "models":
+            name, _, verb = parts[2].partition(":")
+            if verb == "predict":
+                self._model_named(name, None)
+                return "predict_v1", self._require(method, "POST", self._predict_v1)
+            raise NotFound(f"no endpoint {path}")
+        if parts[0] != "v2":
+            if path == "/openapi.json":
+                return "metadata", self._require(method, "GET", self._openapi_document)
+            raise NotFound(f"no endpoint {path}")
+        rest = parts[1:]
+        if not rest or rest == [""]:
+            return "metadata", self._require(method, "GET", self._server_metadata)
+        if rest[0] == "health" and len(rest) == 2 and rest[1] in ("live", "ready"):
+            handler = self._live if rest[1] == "live" else self._ready
+            return "health", self._require(method, "GET", handler)
+        if rest == ["openapi.json"]:
+            return "metadata", self._require(method, "GET", self._openapi_document)
+        if rest[0] != "models" or len(rest) < 2:
+            raise NotFound(f"no endpoint {path}")
+        name, tail = rest[1], rest[2:]
+        version = None
+        if len(tail) >= 2 and tail[0] == "versions":
+            version, tail = tail[1], tail[2:]
+        self._model_named(name, version)
+        if not tail:
+            return "metadata", self._require(method, "GET", self._model_metadata)
+        if tail == ["ready"]:
+            return "health", self._require(method, "GET", self._model_ready)
+        if tail == ["infer"]:
+            return "infer", self._require(method, "POST", self._infer)
+        if tail == ["feedback"]:
+            return "feedback", self._require(method, "POST", self._feedback)
+        raise NotFound(f"no endpoint {path}")
+
+    def _model_named(self, name: str, version: str | None) -> None:
+        if name != self.config.model_name:
+            raise NotFound(
+                f"model {name} is not served here (this server serves {self.config.model_name})"
+            )
+        if version is not None and version != self.config.model_version:
+            raise NotFound(
+                f"model {name} version {version} is not served here (version "
+                f"{self.config.model_version} is)"
+            )
+
+    @staticmethod
+    def _require(method: str, wanted: str, handler: Handler) -> Handler:
+        if method != wanted and not (wanted == "GET" and method == "HEAD"):
+            raise MethodNotAllowed(f"use {wanted}")
+        return handler
+
+    def _ready_model(self) -> Loaded:
+        if self.loaded is None:
+            reason = self.failure.reason if self.failure else "Loading"
+            detail = self.failure.message if self.failure else "the model is still loading"
+            raise NotReady(f"model {self.config.model_name} is not ready ({reason}): {detail}")
+        if self.draining:
+            raise NotReady("the server is shutting down")
+        return self.loaded
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.config.max_body_bytes
+        for key, value in scope.get("headers", []):
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    async def _live(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        return 200, b'{"live":true}', JSON
+
+    async def _ready(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        self._ready_model()
+        return 200, b'{"ready":true}', JSON
+
+    async def _model_ready(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        self._ready_model()
+        body = {"name": self.config.model_name, "ready": True}
+        return 200, orjson.dumps(body), JSON
+
+    async def _server_metadata(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        body = {"name": "flywheel-serving", "version": "0.1.0", "extensions": ["feedback"]}
+        return 200, orjson.dumps(body), JSON
+
+    async def _openapi_document(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        return 200, self._openapi, JSON
+
+    async def _model_metadata(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        model = self._ready_model().model
+        classes = len(model.class_labels) or -1
+        outputs = (
+            [
+                {"name": model.output_names[0], "datatype": "BYTES", "shape": [-1]},
+                {"name": model.output_names[1], "datatype": "FP32", "shape": [-1, classes]},
+            ]
+            if model.classifier
+            else [{"name": model.output_names[0], "datatype": "FP32", "shape": [-1, 1]}]
+        )
+        by_name = {f.name: f for f in model.features}
+        body = {
+            "name": self.config.model_name,
+            "versions": [self.config.model_version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [
+                {
+                    "name": name,
+                    "datatype": "FP32" if by_name[name].type == "numeric" else "BYTES",
+                    "shape": [-1, 1],
+                }
+                for name in model.order
+            ],
+            "outputs": outputs,
+            "parameters": {"task": model.task, "class_labels": model.class_labels},
+        }
+        return 200, orjson.dumps(body), JSON
+
+    async def _predict(self, loaded: Loaded, columns: Columns, rows: int) -> Prediction:
+        started = time.perf_counter()
+        if loaded.batcher is not None:
+            prediction = await loaded.batcher.predict(columns, rows)
+        else:
+            self.metrics.batch.observe(rows)
+            if rows >= OFFLOAD_ROWS:
+                prediction = await asyncio.to_thread(loaded.model.run, columns)
+            else:
+                prediction = loaded.model.run(columns)
+        self.metrics.inference.observe(time.perf_counter() - started)
+        if loaded.monitor is not None:
+            try:
+                loaded.monitor.observe(
+                    columns, rows, prediction.labels, prediction.probabilities, prediction.values
+                )
+            except Exception:  # a monitoring bug must not fail a prediction already made
+                logger.exception("monitoring failed; the prediction is returned")
+        return prediction
+
+    async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        body = await self._body(scope, receive)
+        loaded = self._ready_model()
+        model = loaded.model
+        request = decode_infer(body, model.features, model.order, model.output_names)
+        prediction = await self._predict(loaded, request.columns, request.rows)
+        config = self.config
+        encoded = encode_infer(
+            config.model_name, config.model_version, request, prediction, model.output_names
+        )
+        return 200, encoded, JSON
+
+    async def _predict_v1(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        body = await self._body(scope, receive)
+        loaded = self._ready_model()
+        request = decode_v1(body, loaded.model.features, loaded.model.order)
+        prediction = await self._predict(loaded, request.columns, request.rows)
+        return 200, encode_v1(prediction), JSON
+
+    async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        body = await self._body(scope, receive)
+        loaded = self._ready_model()
+        predicted, actual = decode_feedback(body, loaded.model.classifier)
+        if loaded.monitor is not None:
+            loaded.monitor.feedback(predicted, actual)
+        return 200, orjson.dumps({"accepted": len(actual)}), JSON
+
+    async def _metrics(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        text = generate_latest(self.registry)  # in the loop: counts are read consistently
+        return 200, text, [(b"content-type", CONTENT_TYPE_LATEST.encode())]

@@ -1,0 +1,174 @@
+"""The runtime: load one ONNX model, verify its sha256, describe its signature, run it.
+
+Nothing here unpickles: the file is read as bytes, hashed, and handed to onnxruntime. A model
+whose bytes do not match the expected digest is never loaded (`ArtifactDigestMismatch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+
+FeatureType = Literal["numeric", "categorical"]
+
+
+class ModelLoadError(Exception):
+    """The model cannot be served; `reason` is `ArtifactDigestMismatch` or `ModelLoadFailed`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def resolve(uri: str, artifacts_root: Path) -> Path:
+    """The local path of a path, `file://` or `pvc://<claim>/<path>` URI."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if uri.startswith("pvc://"):
+        claim, _, relative = uri.removeprefix("pvc://").partition("/")
+        if not claim or not relative:
+            raise ModelLoadError("ModelLoadFailed", f"not an artifact URI: {uri!r}")
+        base = (artifacts_root / claim).resolve()
+        path = (base / relative).resolve()
+        if not path.is_relative_to(base):
+            raise ModelLoadError("ModelLoadFailed", f"{uri!r} escapes its claim")
+        return path
+    if "://" in uri:
+        raise ModelLoadError("ModelLoadFailed", f"unsupported URI scheme: {uri!r}")
+    return Path(uri)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input, in graph order."""
+
+    name: str
+    type: FeatureType
+    input_name: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one session run returns, per row."""
+
+    labels: np.ndarray[Any, Any] | None
+    probabilities: np.ndarray[Any, Any] | None
+    values: np.ndarray[Any, Any] | None
+
+
+class Model:
+    """A verified ONNX model and its onnxruntime session (reused by every request)."""
+
+    def __init__(
+        self,
+        onnx: bytes,
+        *,
+        card: dict[str, Any] | None,
+        intra_op_threads: int = 1,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception classes
+            raise ModelLoadError(
+                "ModelLoadFailed", f"onnxruntime cannot load it: {error}"
+            ) from error
+        inputs = self.session.get_inputs()
+        outputs = [o.name for o in self.session.get_outputs()]
+        signature = (card or {}).get("signature", card or {})
+        declared = signature.get("features") or [
+            {"name": i.name, "type": "categorical" if "string" in i.type else "numeric"}
+            for i in inputs
+        ]
+        if len(declared) != len(inputs):
+            raise ModelLoadError(
+                "ModelLoadFailed",
+                f"the card lists {len(declared)} features, the graph has {len(inputs)} inputs",
+            )
+        numeric_first = [f for f in declared if f["type"] == "numeric"] + [
+            f for f in declared if f["type"] == "categorical"
+        ]
+        self.features = [
+            Feature(str(f["name"]), f["type"], i.name)
+            for f, i in zip(numeric_first, inputs, strict=True)
+        ]
+        for feature, graph_input in zip(self.features, inputs, strict=True):
+            if (feature.type == "categorical") != ("string" in graph_input.type):
+                raise ModelLoadError(
+                    "ModelLoadFailed",
+                    f"feature {feature.name} is {feature.type} but the graph input "
+                    f"{graph_input.name} is {graph_input.type}",
+                )
+        self.order = [str(f["name"]) for f in declared]
+        """Features in the card's (the dataset's) order: the order of 2-D tensors' columns."""
+        self.classifier = len(outputs) >= 2
+        self.task = signature.get("task") or ("classification" if self.classifier else "regression")
+        labels = signature.get("classLabels")
+        self.class_labels: list[str] = [str(c) for c in labels] if labels else []
+        self.output_names = outputs
+
+    def run(self, columns: dict[str, np.ndarray[Any, Any]]) -> Prediction:
+        """Predict rows given one column per feature (numeric float32, categorical object)."""
+        feeds = {f.input_name: columns[f.name].reshape(-1, 1) for f in self.features}
+        results = self.session.run(None, feeds)
+        if self.classifier:
+            labels = np.asarray(results[0]).reshape(-1)
+            probabilities = np.asarray(results[1], dtype=np.float32)
+            return Prediction(labels, probabilities, None)
+        return Prediction(None, None, np.asarray(results[0], dtype=np.float32).reshape(-1))
+
+    def warm_up(self) -> None:
+        """One inference on a neutral row, so the first request pays no lazy initialisation."""
+        row = {
+            f.name: np.zeros(1, dtype=np.float32)
+            if f.type == "numeric"
+            else np.array([""], dtype=object)
+            for f in self.features
+        }
+        self.run(row)
+
+
+def load(
+    model_uri: str,
+    *,
+    sha256: str,
+    card_uri: str,
+    artifacts_root: Path,
+    intra_op_threads: int,
+) -> tuple[Model, str]:
+    """The verified model and the sha256 of its bytes; ModelLoadError when it must not serve."""
+    path = resolve(model_uri, artifacts_root)
+    try:
+        onnx = path.read_bytes()
+    except OSError as error:
+        raise ModelLoadError("ModelLoadFailed", f"cannot read {path}: {error}") from error
+    digest = hashlib.sha256(onnx).hexdigest()
+    if sha256 and digest != sha256.removeprefix("sha256:"):
+        raise ModelLoadError(
+            "ArtifactDigestMismatch",
+            f"{model_uri} has sha256 {digest}, expected {sha256}: refusing to serve it",
+        )
+    card_path = resolve(card_uri, artifacts_root) if card_uri else path.with_name("card.json")
+    card: dict[str, Any] | None = None
+    if card_path.exists():
+        try:
+            card = json.loads(card_path.read_bytes())
+        except (OSError, ValueError) as error:
+            raise ModelLoadError("ModelLoadFailed", f"cannot read {card_path}: {error}") from error
+    model = Model(onnx, card=card, intra_op_threads=intra_op_threads)
+    try:
+        model.warm_up()
+    except Exception as error:  # onnxruntime's own exception classes
+        raise ModelLoadError("ModelLoadFailed", f"the warm-up inference failed: {error}") from error
+    return model, digest

@@ -1,0 +1,247 @@
+"""The OpenAPI 3.1 document of the REST API, served at `/v2/openapi.json` and `/openapi.json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed request (JSON, shape, datatype).",
+        404: "No such model, version or endpoint.",
+        413: "The body is larger than the server accepts.",
+        422: "Well-formed, but not valid for this model (features, missing values).",
+        503: "The model is not loaded and verified, or the server is shutting down.",
+    }
+    return {str(code): _json(ERROR, text[code]) for code in codes}
+
+
+def document(model: str) -> dict[str, Any]:
+    """The OpenAPI document for a server of `model`."""
+    name = {
+        "name": "model_name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "example": model,
+    }
+    version = {
+        "name": "model_version",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    infer = {
+        "summary": "Predict (Open Inference Protocol v2).",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
+            },
+        },
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/InferenceResponse"}, "Predictions."),
+            **_errors(400, 404, 413, 422, 503),
+        },
+    }
+    feedback = {
+        "summary": "Report true labels for earlier predictions (counted in the metrics).",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Feedback"}}},
+        },
+        "responses": {
+            "200": _json(
+                {"type": "object", "properties": {"accepted": {"type": "integer"}}}, "Counted."
+            ),
+            **_errors(400, 404, 413, 422, 503),
+        },
+    }
+    metadata = {
+        "summary": "Model metadata: inputs, outputs, versions.",
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/ModelMetadata"}, "The model."),
+            **_errors(404, 503),
+        },
+    }
+    ready = {
+        "summary": "Whether the model is ready.",
+        "responses": {"200": _json({"type": "object"}, "Ready."), **_errors(404, 503)},
+    }
+    paths: dict[str, Any] = {
+        "/v2/health/live": {
+            "get": {
+                "summary": "Liveness.",
+                "responses": {"200": _json({"type": "object"}, "Alive.")},
+            }
+        },
+        "/v2/health/ready": {
+            "get": {
+                "summary": "Readiness: loaded, verified, warmed up.",
+                "responses": {"200": _json({"type": "object"}, "Ready."), **_errors(503)},
+            }
+        },
+        "/v2": {
+            "get": {
+                "summary": "Server metadata.",
+                "responses": {"200": _json({"type": "object"}, "The server.")},
+            }
+        },
+        "/v1/models/{model_name}:predict": {
+            "post": {
+                "summary": 'Predict with {"instances": [...]} (rows as lists or objects).',
+                "parameters": [name],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["instances"],
+                                "properties": {"instances": {"type": "array"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"predictions": {"type": "array"}}},
+                        "Predictions.",
+                    ),
+                    **_errors(400, 404, 413, 422, 503),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format).",
+                "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {}}}},
+            }
+        },
+    }
+    for prefix, parameters in (
+        ("/v2/models/{model_name}", [name]),
+        ("/v2/models/{model_name}/versions/{model_version}", [name, version]),
+    ):
+        paths[prefix] = {"get": {**metadata, "parameters": parameters}}
+        paths[f"{prefix}/ready"] = {"get": {**ready, "parameters": parameters}}
+        paths[f"{prefix}/infer"] = {"post": {**infer, "parameters": parameters}}
+        paths[f"{prefix}/feedback"] = {"post": {**feedback, "parameters": parameters}}
+    tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "description": "A feature name, or any name for one "
+                "2-D tensor holding every feature in order.",
+            },
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "minItems": 1,
+                "maxItems": 2,
+            },
+            "datatype": {
+                "enum": [
+                    "BOOL",
+                    "INT8",
+                    "INT16",
+                    "INT32",
+                    "INT64",
+                    "UINT8",
+                    "UINT16",
+                    "UINT32",
+                    "UINT64",
+                    "FP16",
+                    "FP32",
+                    "FP64",
+                    "BYTES",
+                ]
+            },
+            "data": {"type": "array", "description": "Row-major values, flat or nested."},
+            "parameters": {"type": "object"},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"Flywheel model server ({model})",
+            "version": "0.1.0",
+            "description": "Open Inference Protocol v2 REST, plus label feedback.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                "Tensor": tensor,
+                "InferenceRequest": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"$ref": "#/components/schemas/Tensor"},
+                        },
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
+                "InferenceResponse": {
+                    "type": "object",
+                    "properties": {
+                        "model_name": {"type": "string"},
+                        "model_version": {"type": "string"},
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "outputs": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Tensor"},
+                        },
+                    },
+                },
+                "ModelMetadata": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "versions": {"type": "array"},
+                        "platform": {"type": "string"},
+                        "inputs": {"type": "array"},
+                        "outputs": {"type": "array"},
+                    },
+                },
+                "Feedback": {
+                    "type": "object",
+                    "description": "One item ({prediction, label}), "
+                    "parallel lists ({predictions, labels}) or {items: [...]}.",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "prediction": {},
+                        "label": {},
+                        "predictions": {"type": "array"},
+                        "labels": {"type": "array"},
+                        "items": {"type": "array"},
+                    },
+                },
+            }
+        },
+    }
