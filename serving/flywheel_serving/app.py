@@ -29,11 +29,10 @@ from flywheel_serving.errors import (
     ServingError,
 )
 from flywheel_serving.metrics import CallbackCollector, ServingMetrics
-from flywheel_serving.model import Model, ModelLoadError, Prediction, load, resolve
+from flywheel_serving.model import Inputs, Model, ModelLoadError, Prediction, load, resolve
 from flywheel_serving.monitoring import Monitor, info_metric
 from flywheel_serving.openapi import document
 from flywheel_serving.protocol import (
-    Columns,
     decode_feedback,
     decode_infer,
     decode_v1,
@@ -65,12 +64,13 @@ class ServingApp:
     def __init__(self, config: ServingConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.metrics = ServingMetrics(self.registry, config.model_name, config.model_version)
+        self.metrics = ServingMetrics(config.model_name, config.model_version)
         self.loaded: Loaded | None = None
         self.failure: ModelLoadError | None = None
         self.draining = False
         self._loading: asyncio.Task[None] | None = None
         self._openapi = orjson.dumps(document(config.model_name))
+        self._routes: dict[tuple[str, str], tuple[str, ServingApp.Handler]] = {}
         self.registry.register(CallbackCollector(self._collect))
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -143,6 +143,7 @@ class ServingApp:
             await self._loading
 
     def _collect(self) -> Any:
+        yield from self.metrics.collect()
         loaded = self.loaded
         yield from info_metric(
             self.config.model_name,
@@ -164,9 +165,15 @@ class ServingApp:
             return
         started = time.perf_counter()
         endpoint = "other"
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         try:
-            endpoint, handler = self._route(scope["method"], scope["path"])
+            key = (scope["method"], scope["path"])
+            route = self._routes.get(key)
+            if route is None:
+                route = self._route(*key)
+                if len(self._routes) < 64:  # only valid routes get here: few, known paths
+                    self._routes[key] = route
+            endpoint, handler = route
             status, body, headers = await handler(scope, receive)
         except ServingError as error:
             status, body, headers = error.status, orjson.dumps({"error": error.message}), JSON
@@ -174,7 +181,7 @@ class ServingApp:
             logger.exception("internal error on %s %s", scope["method"], scope["path"])
             status, body, headers = 500, orjson.dumps({"error": f"internal error: {error}"}), JSON
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
         await send(
             {
                 "type": "http.response.start",
@@ -330,22 +337,20 @@ class ServingApp:
         }
         return 200, orjson.dumps(body), JSON
 
-    async def _predict(self, loaded: Loaded, columns: Columns, rows: int) -> Prediction:
+    async def _predict(self, loaded: Loaded, inputs: Inputs) -> Prediction:
         started = time.perf_counter()
         if loaded.batcher is not None:
-            prediction = await loaded.batcher.predict(columns, rows)
+            prediction = await loaded.batcher.predict(inputs)
         else:
-            self.metrics.batch.observe(rows)
-            if rows >= OFFLOAD_ROWS:
-                prediction = await asyncio.to_thread(loaded.model.run, columns)
+            self.metrics.batch.observe(inputs.rows)
+            if inputs.rows >= OFFLOAD_ROWS:
+                prediction = await asyncio.to_thread(loaded.model.run, inputs)
             else:
-                prediction = loaded.model.run(columns)
+                prediction = loaded.model.run(inputs)
         self.metrics.inference.observe(time.perf_counter() - started)
         if loaded.monitor is not None:
             try:
-                loaded.monitor.observe(
-                    columns, rows, prediction.labels, prediction.probabilities, prediction.values
-                )
+                loaded.monitor.observe(inputs, prediction)
             except Exception:  # a monitoring bug must not fail a prediction already made
                 logger.exception("monitoring failed; the prediction is returned")
         return prediction
@@ -354,8 +359,8 @@ class ServingApp:
         body = await self._body(scope, receive)
         loaded = self._ready_model()
         model = loaded.model
-        request = decode_infer(body, model.features, model.order, model.output_names)
-        prediction = await self._predict(loaded, request.columns, request.rows)
+        request = decode_infer(body, model)
+        prediction = await self._predict(loaded, request.inputs)
         config = self.config
         encoded = encode_infer(
             config.model_name, config.model_version, request, prediction, model.output_names
@@ -365,8 +370,8 @@ class ServingApp:
     async def _predict_v1(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
         loaded = self._ready_model()
-        request = decode_v1(body, loaded.model.features, loaded.model.order)
-        prediction = await self._predict(loaded, request.columns, request.rows)
+        request = decode_v1(body, loaded.model)
+        prediction = await self._predict(loaded, request.inputs)
         return 200, encode_v1(prediction), JSON
 
     async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
-import numpy as np
-
-from flywheel_serving.model import Prediction
-
-Columns = dict[str, np.ndarray[Any, Any]]
+from flywheel_serving.model import Inputs, Prediction
 
 
 class Batcher:
@@ -23,7 +18,7 @@ class Batcher:
 
     def __init__(
         self,
-        run: Callable[[Columns], Prediction],
+        run: Callable[[Inputs], Prediction],
         max_batch_size: int,
         max_latency: float,
         on_batch: Callable[[int], None] = lambda rows: None,
@@ -32,19 +27,19 @@ class Batcher:
         self._max_rows = max_batch_size
         self._max_latency = max_latency
         self._on_batch = on_batch
-        self._pending: list[tuple[Columns, int, asyncio.Future[Prediction]]] = []
+        self._pending: list[tuple[Inputs, asyncio.Future[Prediction]]] = []
         self._rows = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    async def predict(self, columns: Columns, rows: int) -> Prediction:
+    async def predict(self, inputs: Inputs) -> Prediction:
         """The prediction of one request, possibly computed with others."""
-        if rows >= self._max_rows:
-            self._on_batch(rows)
-            return self._run(columns)
+        if inputs.rows >= self._max_rows:
+            self._on_batch(inputs.rows)
+            return self._run(inputs)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prediction] = loop.create_future()
-        self._pending.append((columns, rows, future))
-        self._rows += rows
+        self._pending.append((inputs, future))
+        self._rows += inputs.rows
         if self._rows >= self._max_rows:
             self._flush()
         elif self._timer is None:
@@ -59,21 +54,18 @@ class Batcher:
         if not pending:
             return
         try:
-            merged = {
-                name: np.concatenate([columns[name] for columns, _, _ in pending])
-                for name in pending[0][0]
-            }
-            self._on_batch(sum(rows for _, rows, _ in pending))
+            merged = Inputs.concatenate([inputs for inputs, _ in pending])
+            self._on_batch(merged.rows)
             result = self._run(merged)
         except Exception as error:  # hand the failure to every waiting request
-            for _, _, future in pending:
+            for _, future in pending:
                 if not future.done():
                     future.set_exception(error)
             return
         start = 0
-        for _, rows, future in pending:
-            part = slice(start, start + rows)
-            start += rows
+        for inputs, future in pending:
+            part = slice(start, start + inputs.rows)
+            start += inputs.rows
             if not future.done():
                 future.set_result(
                     Prediction(

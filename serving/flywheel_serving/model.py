@@ -55,6 +55,25 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """Decoded rows: numeric features as one matrix (graph order), categoricals by name."""
+
+    numeric: np.ndarray[Any, Any]  # rows x numeric features, float32
+    categorical: dict[str, np.ndarray[Any, Any]]  # name -> object array of str/None
+    rows: int
+
+    @staticmethod
+    def concatenate(parts: list[Inputs]) -> Inputs:
+        """Several requests' rows as one batch."""
+        first = parts[0]
+        return Inputs(
+            np.concatenate([p.numeric for p in parts]),
+            {n: np.concatenate([p.categorical[n] for p in parts]) for n in first.categorical},
+            sum(p.rows for p in parts),
+        )
+
+
+@dataclass(frozen=True)
 class Prediction:
     """What one session run returns, per row."""
 
@@ -110,6 +129,10 @@ class Model:
                     f"feature {feature.name} is {feature.type} but the graph input "
                     f"{graph_input.name} is {graph_input.type}",
                 )
+        self.numeric = [f.name for f in self.features if f.type == "numeric"]
+        """Numeric features in graph order: the columns of :attr:`Inputs.numeric`."""
+        self._numeric_inputs = [f.input_name for f in self.features if f.type == "numeric"]
+        self._categorical = [f for f in self.features if f.type == "categorical"]
         self.order = [str(f["name"]) for f in declared]
         """Features in the card's (the dataset's) order: the order of 2-D tensors' columns."""
         self.classifier = len(outputs) >= 2
@@ -118,25 +141,30 @@ class Model:
         self.class_labels: list[str] = [str(c) for c in labels] if labels else []
         self.output_names = outputs
 
-    def run(self, columns: dict[str, np.ndarray[Any, Any]]) -> Prediction:
-        """Predict rows given one column per feature (numeric float32, categorical object)."""
-        feeds = {f.input_name: columns[f.name].reshape(-1, 1) for f in self.features}
+    def run(self, inputs: Inputs) -> Prediction:
+        """Predict a batch of rows."""
+        numeric = inputs.numeric
+        if inputs.rows == 1:  # a [1, 1] slice of one row is already contiguous
+            feeds = {name: numeric[:, i : i + 1] for i, name in enumerate(self._numeric_inputs)}
+        else:  # one contiguous row per feature: each graph input gets a [rows, 1] view
+            columns = np.ascontiguousarray(numeric.T)
+            feeds = {n: columns[i].reshape(-1, 1) for i, n in enumerate(self._numeric_inputs)}
+        for feature in self._categorical:
+            feeds[feature.input_name] = inputs.categorical[feature.name].reshape(-1, 1)
         results = self.session.run(None, feeds)
         if self.classifier:
-            labels = np.asarray(results[0]).reshape(-1)
-            probabilities = np.asarray(results[1], dtype=np.float32)
-            return Prediction(labels, probabilities, None)
-        return Prediction(None, None, np.asarray(results[0], dtype=np.float32).reshape(-1))
+            probabilities = results[1]
+            if probabilities.dtype != np.float32 or not probabilities.flags.c_contiguous:
+                probabilities = np.ascontiguousarray(probabilities, dtype=np.float32)
+            return Prediction(results[0].reshape(-1), probabilities, None)
+        values = np.ascontiguousarray(results[0], dtype=np.float32).reshape(-1)
+        return Prediction(None, None, values)
 
     def warm_up(self) -> None:
         """One inference on a neutral row, so the first request pays no lazy initialisation."""
-        row = {
-            f.name: np.zeros(1, dtype=np.float32)
-            if f.type == "numeric"
-            else np.array([""], dtype=object)
-            for f in self.features
-        }
-        self.run(row)
+        empty = np.array([""], dtype=object)
+        numeric = np.zeros((1, len(self._numeric_inputs)), dtype=np.float32)
+        self.run(Inputs(numeric, {f.name: empty for f in self._categorical}, 1))
 
 
 def load(

@@ -1,9 +1,9 @@
 """Monitoring counters on the training baseline's bins: features, predictions, label feedback.
 
-Every count lives in one numpy int64 array, updated with a few vectorised operations per
-request whatever the number of features (a per-value `Counter.inc` would cost more than the
-inference), and exposed at scrape time by a custom collector. The series are fixed by the
-baseline (features x bins, classes), never by traffic.
+Counts live in plain arrays, updated per request with a few vectorised numpy operations for
+large batches or a handful of list increments for a few rows (a per-value `Counter.inc` would
+cost more than the inference), and are exposed at scrape time by a custom collector. The series
+are fixed by the baseline (features x bins, classes), never by traffic.
 
 Binning (the `flywheel.dev/stats/v1` rule, docs/stats-format.md): a numeric value falls in
 position 0 (underflow, below the first edge), 1..B (bin i holds `edges[i-1] <= x < edges[i]`,
@@ -15,8 +15,8 @@ is one of the baseline's top categories, as `__other__` when it is one of its ot
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,75 +27,14 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-SCORE_BUCKETS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0])
-OTHER, UNSEEN, NULL = "__other__", "__unseen__", "__null__"
+from flywheel_serving.bins import UNSEEN, CategoricalBins, NumericBins
+from flywheel_serving.metrics import bucket_label
+from flywheel_serving.model import Inputs, Prediction
 
-
-@dataclass
-class NumericBins:
-    """Edges of numeric features, padded into one matrix for vectorised binning."""
-
-    names: list[str]
-    edges: np.ndarray[Any, Any]  # features x max_edges, padded with +inf
-    sizes: np.ndarray[Any, Any]  # edges per feature
-    last: np.ndarray[Any, Any]  # the last edge per feature
-    offsets: np.ndarray[Any, Any]  # where each feature's slots start
-    slots: int
-
-    @classmethod
-    def build(cls, features: Sequence[tuple[str, list[float]]]) -> NumericBins:
-        """From (name, edges) pairs; each feature gets len(edges) + 1 positions plus null."""
-        widest = max((len(e) for _, e in features), default=1)
-        edges = np.full((len(features), widest), np.inf)
-        for row, (_, values) in enumerate(features):
-            edges[row, : len(values)] = values
-        sizes = np.array([len(e) for _, e in features], dtype=np.int64)
-        width = sizes + 2  # positions 0..len(edges) and null
-        offsets = np.concatenate([[0], np.cumsum(width)[:-1]]).astype(np.int64)
-        last = np.array([e[-1] if e else np.inf for _, e in features])
-        return cls([n for n, _ in features], edges, sizes, last, offsets, int(width.sum()))
-
-    def positions(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Slot of every value (rows x features, float64 with NaN for missing), flattened."""
-        index = (values[:, :, None] >= self.edges[None, :, :]).sum(axis=2)
-        index -= (index == self.sizes) & (values == self.last)  # the last edge is in the last bin
-        index = np.where(np.isnan(values), self.sizes + 1, index)
-        flat: np.ndarray[Any, Any] = (index + self.offsets).ravel()
-        return flat
-
-    def labels(self) -> list[tuple[str, str]]:
-        """(feature, bin) of every slot, in slot order."""
-        return [
-            (name, str(position) if position <= size else "null")
-            for name, size in zip(self.names, self.sizes.tolist(), strict=True)
-            for position in range(size + 2)
-        ]
-
-
-@dataclass
-class CategoricalBins:
-    """The slots of one categorical feature."""
-
-    name: str
-    index: dict[str, int]
-    other: set[str]
-    labels: list[str] = field(default_factory=list)
-
-    @classmethod
-    def build(cls, name: str, top: list[str], others: Iterable[str]) -> CategoricalBins:
-        """Top categories first, then `__other__`, `__unseen__`, `__null__`."""
-        labels = [*top, OTHER, UNSEEN, NULL]
-        return cls(name, {v: i for i, v in enumerate(top)}, set(others), labels)
-
-    def position(self, value: object) -> int:
-        """The slot of one value."""
-        if value is None:
-            return len(self.labels) - 1
-        text = str(value)
-        found = self.index.get(text)
-        if found is not None:
-            return found
-        return len(self.labels) - 3 if text in self.other else len(self.labels) - 2
+SCORE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
+SCORE_ARRAY = np.array(SCORE_BUCKETS)
+SMALL = 16
+"""Up to this many rows, counting in Python beats numpy's per-call overhead."""
 
 
 class Monitor:
@@ -110,14 +49,18 @@ class Monitor:
         features: Sequence[tuple[str, str]],
         class_labels: Sequence[str],
     ) -> None:
+        """`features`: (name, type) in graph order; numeric ones are the Inputs matrix columns."""
         self.model, self.version = model, version
         stats = {f["name"]: f for f in (baseline or {}).get("features", [])}
-        numeric = [
-            (n, list(stats[n]["histogram"]["edges"]))
-            for n, t in features
-            if t == "numeric" and n in stats and stats[n].get("histogram")
+        numeric_names = [n for n, t in features if t == "numeric"]
+        binned = [
+            (column, n, list(stats[n]["histogram"]["edges"]))
+            for column, n in enumerate(numeric_names)
+            if n in stats and (stats[n].get("histogram") or {}).get("edges")
         ]
-        self.numeric = NumericBins.build(numeric)
+        self.numeric = NumericBins.build([(n, e) for _, n, e in binned])
+        self._columns = [c for c, _, _ in binned]
+        self._all_columns = self._columns == list(range(len(numeric_names)))
         self.categorical = [
             CategoricalBins.build(
                 n,
@@ -130,15 +73,16 @@ class Monitor:
         self.category_offsets = np.cumsum(
             [self.numeric.slots] + [len(c.labels) for c in self.categorical]
         ).tolist()
-        self.features = np.zeros(self.category_offsets[-1], dtype=np.int64)
+        slots = self.category_offsets[-1]
+        self.features, self._features = np.zeros(slots, dtype=np.int64), [0] * slots
         self.classes = list(class_labels)
         label = (baseline or {}).get("label") or {}
         edges = (label.get("histogram") or {}).get("edges") if not self.classes else None
         self.prediction_bins = NumericBins.build([("prediction", list(edges))]) if edges else None
         self.class_index = {c: i for i, c in enumerate(self.classes)}
-        width = len(self.classes) + 1 if self.classes else (self.prediction_bins or _NONE).slots
-        self.predictions = np.zeros(max(width, 1), dtype=np.int64)
-        self.scores = np.zeros(len(SCORE_BUCKETS), dtype=np.int64)
+        width = len(self.classes) + 1 if self.classes else self._prediction_slots()
+        self.predictions, self._predicted = np.zeros(width, dtype=np.int64), [0] * width
+        self.scores = [0] * len(SCORE_BUCKETS)
         self.score_sum = 0.0
         self.rows = 0
         known = len(self.classes) + 1
@@ -147,39 +91,54 @@ class Monitor:
         self.absolute_error = 0.0
         self.squared_error = 0.0
 
-    def observe(
-        self,
-        columns: dict[str, np.ndarray[Any, Any]],
-        rows: int,
-        labels: np.ndarray[Any, Any] | None,
-        probabilities: np.ndarray[Any, Any] | None,
-        values: np.ndarray[Any, Any] | None,
-    ) -> None:
-        """Count one request's inputs and predictions."""
+    def _prediction_slots(self) -> int:
+        return self.prediction_bins.slots if self.prediction_bins is not None else 0
+
+    def observe(self, inputs: Inputs, prediction: Prediction) -> None:
+        """Count one request's (or batch's) inputs and predictions."""
+        rows = inputs.rows
         self.rows += rows
+        small = rows <= SMALL
         if self.numeric.names:
-            matrix = np.stack([columns[n] for n in self.numeric.names], axis=1).astype(np.float64)
-            self.features[: self.numeric.slots] += np.bincount(
-                self.numeric.positions(matrix), minlength=self.numeric.slots
-            )
+            matrix = inputs.numeric if self._all_columns else inputs.numeric[:, self._columns]
+            if small:
+                self.numeric.count_rows(matrix.tolist(), self._features)
+            else:
+                self.features[: self.numeric.slots] += self.numeric.count(matrix.astype(np.float64))
+        counts = self._features
         for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
-            for value in columns[bins.name].tolist():
-                self.features[offset + bins.position(value)] += 1
-        if labels is not None:
-            found, counts = np.unique(labels.astype(str), return_counts=True)
-            for label, count in zip(found.tolist(), counts.tolist(), strict=True):
-                self.predictions[self.class_index.get(label, len(self.classes))] += count
-        if probabilities is not None and probabilities.size:
-            best = np.minimum(probabilities.max(axis=1), 1.0)  # float32 sums reach 1.0000001
-            self.scores += np.bincount(
-                np.searchsorted(SCORE_BUCKETS, best), minlength=len(SCORE_BUCKETS) + 1
-            )[: len(SCORE_BUCKETS)]
-            self.score_sum += float(best.sum())
-        if values is not None and self.prediction_bins is not None:
-            matrix = values.astype(np.float64).reshape(-1, 1)
-            self.predictions += np.bincount(
-                self.prediction_bins.positions(matrix), minlength=self.prediction_bins.slots
-            )
+            for value in inputs.categorical[bins.name].tolist():
+                counts[offset + bins.position(value)] += 1
+        if prediction.labels is not None:
+            self._count_labels(prediction.labels)
+        if prediction.probabilities is not None and prediction.probabilities.size:
+            self._count_scores(prediction.probabilities, small)
+        if prediction.values is not None and self.prediction_bins is not None:
+            if small:
+                values = [[v] for v in prediction.values.tolist()]
+                self.prediction_bins.count_rows(values, self._predicted)
+            else:
+                column = prediction.values.astype(np.float64).reshape(-1, 1)
+                self.predictions += self.prediction_bins.count(column)
+
+    def _count_labels(self, labels: np.ndarray[Any, Any]) -> None:
+        unseen = len(self.classes)
+        index, counts = self.class_index, self._predicted
+        for label in labels.tolist():  # a dict lookup per row beats sorting object arrays
+            counts[index.get(label if isinstance(label, str) else str(label), unseen)] += 1
+
+    def _count_scores(self, probabilities: np.ndarray[Any, Any], small: bool) -> None:
+        # float32 probabilities can sum to 1.0000001: clip, so every score has a bucket.
+        if small:
+            for row in probabilities.tolist():
+                score = min(max(row), 1.0)
+                self.scores[bisect_left(SCORE_BUCKETS, score)] += 1
+                self.score_sum += score
+            return
+        best = np.minimum(probabilities.max(axis=1), 1.0)
+        found = np.bincount(np.searchsorted(SCORE_ARRAY, best), minlength=len(SCORE_BUCKETS))
+        self.scores = [a + b for a, b in zip(self.scores, found.tolist(), strict=True)]
+        self.score_sum += float(best.sum())
 
     def feedback(self, predicted: Sequence[Any], actual: Sequence[Any]) -> None:
         """Count true labels against the predictions they answer (classes or values)."""
@@ -212,7 +171,7 @@ class Monitor:
             "__unseen__, __null__).",
             labels=["model", "version", "feature", "bin"],
         )
-        counts = self.features.tolist()
+        counts = (self.features + np.asarray(self._features, dtype=np.int64)).tolist()
         for slot, (feature, bin_) in enumerate(self.numeric.labels()):
             values.add_metric([*base, feature, bin_], counts[slot])
         for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
@@ -223,7 +182,7 @@ class Monitor:
         yield from self._feedback(base)
 
     def _predictions(self, base: list[str]) -> Iterable[Metric]:
-        counts = self.predictions.tolist()
+        counts = (self.predictions + np.asarray(self._predicted, dtype=np.int64)).tolist()
         if self.classes:
             family = CounterMetricFamily(
                 "flywheel_predictions", "Predicted classes.", labels=["model", "version", "class"]
@@ -239,7 +198,7 @@ class Monitor:
             )
             score.add_metric(
                 base,
-                [(f"{b:g}", c) for b, c in zip(SCORE_BUCKETS.tolist(), buckets, strict=True)]
+                [(bucket_label(b), c) for b, c in zip(SCORE_BUCKETS, buckets, strict=True)]
                 + [("+Inf", buckets[-1])],
                 sum_value=self.score_sum,
             )
@@ -288,9 +247,6 @@ class Monitor:
             family = CounterMetricFamily(name, text, labels=["model", "version"])
             family.add_metric(base, total)
             yield family
-
-
-_NONE = NumericBins.build([])
 
 
 def info_metric(model: str, version: str, sha256: str, ready: bool) -> Iterable[Metric]:

@@ -1,9 +1,11 @@
 """The data layer: Open Inference Protocol v2 (and v1 `:predict`) bodies in and out.
 
-Requests are decoded once into one numpy column per feature, checked against the model's
-signature. Everything a client can get wrong becomes a :class:`~.errors.ServingError` with its
-status: 400 for a malformed body (JSON, shapes, datatypes), 422 for a well-formed body the model
-cannot take (unknown or missing features, missing numeric values).
+Requests are decoded once into :class:`~.model.Inputs` (one float32 matrix of the numeric
+features, one array per categorical feature), checked against the model's signature; the common
+case, one numeric 2-D tensor, takes a short path with a single conversion. Everything a client
+can get wrong becomes a :class:`~.errors.ServingError` with its status: 400 for a malformed body
+(JSON, shapes, datatypes), 422 for a well-formed body the model cannot take (unknown or missing
+features, missing numeric values).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import orjson
 
 from flywheel_serving.errors import BadRequest, Unprocessable
-from flywheel_serving.model import Feature, Prediction
+from flywheel_serving.model import Feature, Inputs, Model, Prediction
 
 NUMERIC_TYPES = {
     "FP16",
@@ -42,10 +44,14 @@ class InferRequest:
     """A decoded inference request."""
 
     id: str | None
-    columns: Columns
-    rows: int
+    inputs: Inputs
     outputs: list[str] | None
     parameters: dict[str, Any] | None
+
+    @property
+    def rows(self) -> int:
+        """How many rows the request holds."""
+        return self.inputs.rows
 
 
 def loads(body: bytes) -> Any:
@@ -56,9 +62,7 @@ def loads(body: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
 
 
-def decode_infer(
-    body: bytes, features: Sequence[Feature], order: Sequence[str], outputs: Sequence[str]
-) -> InferRequest:
+def decode_infer(body: bytes, model: Model) -> InferRequest:
     """An OIP v2 inference request: one 2-D tensor, or one tensor per feature."""
     request = loads(body)
     if not isinstance(request, dict):
@@ -67,21 +71,34 @@ def decode_infer(
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("`inputs` must be a non-empty list of tensors")
     tensors = [_tensor(t, i) for i, t in enumerate(inputs)]
-    by_name = {f.name: f for f in features}
+    by_name = {f.name: f for f in model.features}
+    first = tensors[0]
     if len(tensors) == 1 and (
-        tensors[0][0] not in by_name or (len(tensors[0][1]) == 2 and len(features) > 1)
+        first[0] not in by_name or (len(first[1]) == 2 and len(model.features) > 1)
     ):
-        columns, rows = _matrix(tensors[0], features, order)
+        decoded = _matrix(first, model)
     else:
-        columns, rows = _per_feature(tensors, by_name)
-    wanted = _outputs(request.get("outputs"), outputs)
+        decoded = _assemble(_per_feature(tensors, by_name), model)
+    wanted = _outputs(request.get("outputs"), model.output_names)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("`id` must be a string")
     parameters = request.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise BadRequest("`parameters` must be an object")
-    return InferRequest(request_id, columns, rows, wanted, parameters)
+    return InferRequest(request_id, decoded, wanted, parameters)
+
+
+def _assemble(columns: tuple[Columns, int], model: Model) -> Inputs:
+    """Validated columns as model inputs."""
+    values, rows = columns
+    numeric = (
+        np.stack([values[n] for n in model.numeric], axis=1)
+        if model.numeric
+        else np.zeros((rows, 0), dtype=np.float32)
+    )
+    categorical = {f.name: values[f.name] for f in model.features if f.type == "categorical"}
+    return Inputs(numeric, categorical, rows)
 
 
 def _tensor(raw: Any, position: int) -> tuple[str, list[int], str, Any]:
@@ -166,28 +183,46 @@ def _column(feature: Feature, values: np.ndarray[Any, Any], where: str) -> np.nd
     return values.astype(np.float32)
 
 
-def _matrix(
-    tensor: tuple[str, list[int], str, Any], features: Sequence[Feature], order: Sequence[str]
-) -> tuple[Columns, int]:
+def _matrix(tensor: tuple[str, list[int], str, Any], model: Model) -> Inputs:
     name, shape, datatype, data = tensor
+    order = model.order
     width = shape[1] if len(shape) == 2 else 1
     if width != len(order):
         raise Unprocessable(
             f"input {name}: {width} columns, the model takes {len(order)} features "
             f"({', '.join(order)})"
         )
-    values = _values(name, shape, datatype, data).reshape(shape[0], width)
-    by_name = {f.name: f for f in features}
-    if datatype != "BYTES" and any(f.type == "categorical" for f in features):
+    if datatype != "BYTES" and len(model.numeric) == len(order):
+        # The short path: every feature numeric, one conversion. JSON has no NaN, so a missing
+        # value can only be a null: scanning the lists for None is cheaper than a numpy check.
+        if None in data or any(type(row) is list and None in row for row in data):
+            flat = np.array(_flatten(data), dtype=object)
+            position = int(np.flatnonzero(flat == None)[0])  # noqa: E711 (elementwise)
+            raise Unprocessable(
+                f"input {name}: feature {order[position % width]} has a missing value at row "
+                f"{position // width}; the model was trained without missing values"
+            )
+        try:
+            matrix = np.asarray(data, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise BadRequest(f"input {name}: data is not a (nested) list of numbers") from None
+        if matrix.size != shape[0] * width:
+            raise BadRequest(f"input {name}: {matrix.size} values do not fill shape {shape}")
+        if matrix.size == 0:
+            raise BadRequest(f"input {name}: no rows")
+        return Inputs(matrix.reshape(shape[0], width), {}, shape[0])
+    if datatype != "BYTES":
         raise Unprocessable(
             f"input {name}: the model has categorical features; send a BYTES tensor or one "
             "tensor per feature"
         )
+    values = _values(name, shape, datatype, data).reshape(shape[0], width)
+    by_name = {f.name: f for f in model.features}
     columns = {
         column: _column(by_name[column], values[:, i], f"input {name}")
         for i, column in enumerate(order)
     }
-    return columns, shape[0]
+    return _assemble((columns, shape[0]), model)
 
 
 def _per_feature(
@@ -256,9 +291,13 @@ def encode_infer(
         if entry is None:
             continue
         datatype, shape, array = entry
-        data = array.reshape(-1).tolist()
+        data: Any
         if datatype == "BYTES":
-            data = [str(v) for v in data]
+            data = array.reshape(-1).tolist()
+            if data and not isinstance(data[0], str):
+                data = [str(v) for v in data]
+        else:
+            data = array.reshape(-1)  # a contiguous float32 array: orjson writes it natively
         tensors.append({"name": name, "datatype": datatype, "shape": shape, "data": data})
     response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request.id is not None:
@@ -266,16 +305,17 @@ def encode_infer(
     if request.parameters:
         response["parameters"] = request.parameters
     response["outputs"] = tensors
-    return orjson.dumps(response)
+    return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def decode_v1(body: bytes, features: Sequence[Feature], order: Sequence[str]) -> InferRequest:
+def decode_v1(body: bytes, model: Model) -> InferRequest:
     """`{"instances": [[...], ...]}` (rows in feature order) or `[{"feature": value}, ...]`."""
     request = loads(body)
     instances = request.get("instances") if isinstance(request, dict) else None
     if not isinstance(instances, list) or not instances:
         raise BadRequest('the body must be {"instances": [...]} with at least one row')
-    by_name = {f.name: f for f in features}
+    order = model.order
+    by_name = {f.name: f for f in model.features}
     if all(isinstance(i, dict) for i in instances):
         missing = sorted({n for i in instances for n in order if n not in i})
         if missing:
@@ -300,7 +340,7 @@ def decode_v1(body: bytes, features: Sequence[Feature], order: Sequence[str]) ->
         ):
             values = np.asarray(raw, dtype=np.float64)
         columns[name] = _column(by_name[name], values, "instances")
-    return InferRequest(None, columns, len(rows), None, None)
+    return InferRequest(None, _assemble((columns, len(rows)), model), None, None)
 
 
 def encode_v1(prediction: Prediction) -> bytes:
