@@ -45,8 +45,8 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
     (
         "sha256",
         str,
-        "The expected sha256 of the model file; the server is never ready if it "
-        "differs. Empty skips the check (development only).",
+        "The expected sha256 of the model file (required): the server is never ready "
+        "without it or when the file differs.",
     ),
     (
         "card-uri",

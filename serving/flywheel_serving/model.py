@@ -182,7 +182,12 @@ def load(
     except OSError as error:
         raise ModelLoadError("ModelLoadFailed", f"cannot read {path}: {error}") from error
     digest = hashlib.sha256(onnx).hexdigest()
-    if sha256 and digest != sha256.removeprefix("sha256:"):
+    if not sha256:
+        raise ModelLoadError(
+            "ArtifactDigestMismatch",
+            f"no expected sha256 for {model_uri} (--sha256): refusing to serve an unverified model",
+        )
+    if digest != sha256.removeprefix("sha256:"):
         raise ModelLoadError(
             "ArtifactDigestMismatch",
             f"{model_uri} has sha256 {digest}, expected {sha256}: refusing to serve it",

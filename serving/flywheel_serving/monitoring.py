@@ -109,7 +109,7 @@ class Monitor:
         for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
             for value in inputs.categorical[bins.name].tolist():
                 counts[offset + bins.position(value)] += 1
-        if prediction.labels is not None:
+        if prediction.labels is not None and self.classes:  # no card, no class names to count
             self._count_labels(prediction.labels)
         if prediction.probabilities is not None and prediction.probabilities.size:
             self._count_scores(prediction.probabilities, small)

@@ -256,6 +256,13 @@ def test_a_digest_mismatch_is_never_ready(serve: ServerFactory, iris: Artifacts)
         metrics = http.get("/metrics").text
         assert 'flywheel_model_ready{model="iris",version="3"} 0.0' in metrics
     assert "refusing to serve it" in server.output()
+    unverified = serve(iris, "iris", wait_ready=False, sha256="")
+    with unverified.client() as http:
+        for _ in range(20):
+            if "unverified" in unverified.output():
+                break
+            threading.Event().wait(0.1)
+        assert "refusing to serve an unverified model" in http.get("/v2/health/ready").text
     missing = serve(iris, "iris", wait_ready=False, model_uri="pvc://art/models/none.onnx")
     with missing.client() as http:
         for _ in range(20):
