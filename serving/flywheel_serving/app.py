@@ -71,6 +71,7 @@ class ServingApp:
         self._loading: asyncio.Task[None] | None = None
         self._openapi = orjson.dumps(document(config.model_name))
         self._routes: dict[tuple[str, str], tuple[str, ServingApp.Handler]] = {}
+        self._unobserved: list[tuple[Monitor, Inputs, Prediction]] = []
         self.registry.register(CallbackCollector(self._collect))
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -191,6 +192,8 @@ class ServingApp:
         )
         await send({"type": "http.response.body", "body": body})
         self.metrics.observe(endpoint, status, time.perf_counter() - started)
+        if self._unobserved:
+            self._observe()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -349,11 +352,17 @@ class ServingApp:
                 prediction = loaded.model.run(inputs)
         self.metrics.inference.observe(time.perf_counter() - started)
         if loaded.monitor is not None:
-            try:
-                loaded.monitor.observe(inputs, prediction)
-            except Exception:  # a monitoring bug must not fail a prediction already made
-                logger.exception("monitoring failed; the prediction is returned")
+            # Counted once the response is on its way: binning is not on the request's path.
+            self._unobserved.append((loaded.monitor, inputs, prediction))
         return prediction
+
+    def _observe(self) -> None:
+        while self._unobserved:
+            monitor, inputs, prediction = self._unobserved.pop()
+            try:
+                monitor.observe(inputs, prediction)
+            except Exception:  # a monitoring bug must not fail the server
+                logger.exception("monitoring failed for one request")
 
     async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
