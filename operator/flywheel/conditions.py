@@ -93,6 +93,15 @@ def find_condition(conditions: Iterable[Condition], type_: str) -> Condition | N
     return next((c for c in conditions if c.type == type_), None)
 
 
+def raw_condition(status: Mapping[str, Any] | None, type_: str) -> dict[str, Any]:
+    """The condition of a type as any object's status holds it (a Job's, a Dataset's), unparsed;
+    an empty dict when absent."""
+    for condition in (status or {}).get("conditions") or ():
+        if condition.get("type") == type_:
+            return dict(condition)
+    return {}
+
+
 def is_true(conditions: Iterable[Condition], type_: str) -> bool:
     """Whether the condition is present and True."""
     condition = find_condition(conditions, type_)

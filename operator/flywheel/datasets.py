@@ -14,7 +14,7 @@ from typing import Any
 
 from croniter import croniter
 
-from flywheel.api.common import API_GROUP, API_VERSION
+from flywheel.api.common import API_GROUP
 from flywheel.api.dataset import (
     DatasetSpec,
     DatasetStatus,
@@ -30,6 +30,7 @@ from flywheel.podspec import (
     RESTRICTED_POD,
     artifact_mounts,
     artifact_volumes,
+    owner_reference,
 )
 from flywheel.settings import OperatorSettings
 
@@ -100,19 +101,6 @@ def labels(dataset: str) -> dict[str, str]:
     }
 
 
-def owner_reference(body: Obj) -> Obj:
-    """An owner reference to the Dataset (garbage collection deletes the Jobs with it)."""
-    meta = body["metadata"]
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": "Dataset",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def render_artifacts_claim(namespace: str, settings: OperatorSettings) -> Obj:
     """The artifacts PersistentVolumeClaim the operator creates when a namespace has none."""
     spec: Obj = {
@@ -167,7 +155,7 @@ def render_ingest_job(
             "name": name,
             "namespace": meta["namespace"],
             "labels": tags,
-            "ownerReferences": [owner_reference(body)],
+            "ownerReferences": [owner_reference(body, "Dataset")],
         },
         "spec": {
             "backoffLimit": 0,  # the controller retries SourceUnavailable itself, with back-off

@@ -14,25 +14,20 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from flywheel.conditions import ConditionUpdate
+from flywheel.conditions import ConditionUpdate, raw_condition
 
 Obj = dict[str, Any]
 
 
-def job_finished(job: Obj) -> str | None:
-    """`Complete` or `Failed` once the Job is done, else None."""
-    for condition in job.get("status", {}).get("conditions", []):
-        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
-            return str(condition["type"])
-    return None
-
-
 def job_condition(job: Obj, type_: str) -> Obj:
     """The Job's condition of this type when it is True, else an empty dict."""
-    for condition in job.get("status", {}).get("conditions", []):
-        if condition.get("type") == type_ and condition.get("status") == "True":
-            return dict(condition)
-    return {}
+    condition = raw_condition(job.get("status"), type_)
+    return condition if condition.get("status") == "True" else {}
+
+
+def job_finished(job: Obj) -> str | None:
+    """`Complete` or `Failed` once the Job is done, else None."""
+    return next((t for t in ("Complete", "Failed") if job_condition(job, t)), None)
 
 
 def pods_started(job: Obj) -> int:

@@ -1,8 +1,11 @@
-"""Pod building blocks shared by every Job and Deployment the operator renders."""
+"""Building blocks shared by every Job and Deployment the operator renders: pod security,
+artifact mounts, and the owner reference that ties a child to its object."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from flywheel.api.common import API_GROUP, API_VERSION
 
 RESTRICTED_CONTAINER: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -37,3 +40,17 @@ def artifact_volumes(claim: str) -> list[dict[str, Any]]:
         {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim}},
         {"name": "tmp", "emptyDir": {}},
     ]
+
+
+def owner_reference(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A controller owner reference to one of our objects (garbage collection deletes the child
+    with it)."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -12,7 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from flywheel.api.trainingrun import TrainingRunSpec, ValidationVerdict
-from flywheel.conditions import READY, RECONCILING, STALLED, ConditionUpdate, Verdict
+from flywheel.conditions import (
+    READY,
+    RECONCILING,
+    STALLED,
+    ConditionUpdate,
+    Verdict,
+    raw_condition,
+)
 from flywheel.jobresult import Outcome, job_condition, pods_started
 from flywheel.training.gates import verdict
 
@@ -182,15 +189,9 @@ def succeeded(
 
 def finished(status: Obj) -> bool:
     """Whether the run reached its end (Succeeded True or False)."""
-    return any(
-        c.get("type") == SUCCEEDED and c.get("status") in ("True", "False")
-        for c in status.get("conditions") or []
-    )
+    return raw_condition(status, SUCCEEDED).get("status") in ("True", "False")
 
 
 def is_waiting(status: Obj) -> bool:
     """Whether the run already waits for its Dataset (so the Event was posted)."""
-    return any(
-        c.get("type") == SUCCEEDED and c.get("reason") == DATASET_NOT_READY
-        for c in status.get("conditions") or []
-    )
+    return raw_condition(status, SUCCEEDED).get("reason") == DATASET_NOT_READY

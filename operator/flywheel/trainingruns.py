@@ -14,12 +14,13 @@ from typing import Any
 from flywheel.api.common import API_GROUP, API_VERSION
 from flywheel.api.trainingrun import TrainingRunSpec
 from flywheel.artifacts import MOUNT_ROOT
-from flywheel.conditions import Verdict
+from flywheel.conditions import READY, Verdict, raw_condition
 from flywheel.podspec import (
     RESTRICTED_CONTAINER,
     RESTRICTED_POD,
     artifact_mounts,
     artifact_volumes,
+    owner_reference,
 )
 from flywheel.settings import OperatorSettings
 
@@ -63,10 +64,7 @@ def pin_dataset(spec: TrainingRunSpec, dataset: Obj | None) -> PinnedDataset | V
 
 
 def _ready(dataset: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in dataset.get("status", {}).get("conditions", [])
-    )
+    return raw_condition(dataset.get("status"), READY).get("status") == "True"
 
 
 def select_champion(
@@ -98,10 +96,7 @@ def select_champion(
 
 
 def _validated(version: Obj) -> bool:
-    return any(
-        c.get("type") == "Validated" and c.get("status") == "True"
-        for c in version.get("status", {}).get("conditions", [])
-    )
+    return raw_condition(version.get("status"), "Validated").get("status") == "True"
 
 
 def champion_argument(version: Obj) -> Obj:
@@ -206,16 +201,7 @@ def render_training_job(
                 )
             }
             | ({NO_CHAMPION: no_champion} if no_champion else {}),
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                    "kind": "TrainingRun",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(body, "TrainingRun")],
         },
         "spec": {
             "backoffLimit": spec.backoff_limit,

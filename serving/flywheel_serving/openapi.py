@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flywheel_serving.protocol import DATATYPES
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -148,23 +150,7 @@ def document(model: str) -> dict[str, Any]:
                 "minItems": 1,
                 "maxItems": 2,
             },
-            "datatype": {
-                "enum": [
-                    "BOOL",
-                    "INT8",
-                    "INT16",
-                    "INT32",
-                    "INT64",
-                    "UINT8",
-                    "UINT16",
-                    "UINT32",
-                    "UINT64",
-                    "FP16",
-                    "FP32",
-                    "FP64",
-                    "BYTES",
-                ]
-            },
+            "datatype": {"enum": sorted(DATATYPES)},
             "data": {"type": "array", "description": "Row-major values, flat or nested."},
             "parameters": {"type": "object"},
         },

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.serving.conftest import Artifacts, ServerFactory
+from tests.serving.conftest import Artifacts, Server, ServerFactory
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
@@ -240,13 +240,18 @@ def test_routing_errors_and_limits(serve: ServerFactory, iris: Artifacts) -> Non
         assert feedback.status_code == 422
 
 
+def _logged(server: Server, text: str) -> None:
+    """Wait (up to 2 s) until the server has logged `text`: its model load is over."""
+    for _ in range(20):
+        if text in server.output():
+            return
+        threading.Event().wait(0.1)
+
+
 def test_a_digest_mismatch_is_never_ready(serve: ServerFactory, iris: Artifacts) -> None:
     server = serve(iris, "iris", wait_ready=False, sha256="0" * 64)
     with server.client() as http:
-        for _ in range(20):
-            if "ArtifactDigestMismatch" in server.output():
-                break
-            threading.Event().wait(0.1)
+        _logged(server, "ArtifactDigestMismatch")
         ready = http.get("/v2/health/ready")
         assert ready.status_code == 503
         assert "ArtifactDigestMismatch" in ready.json()["error"]
@@ -258,17 +263,11 @@ def test_a_digest_mismatch_is_never_ready(serve: ServerFactory, iris: Artifacts)
     assert "refusing to serve it" in server.output()
     unverified = serve(iris, "iris", wait_ready=False, sha256="")
     with unverified.client() as http:
-        for _ in range(20):
-            if "unverified" in unverified.output():
-                break
-            threading.Event().wait(0.1)
+        _logged(unverified, "unverified")
         assert "refusing to serve an unverified model" in http.get("/v2/health/ready").text
     missing = serve(iris, "iris", wait_ready=False, model_uri="pvc://art/models/none.onnx")
     with missing.client() as http:
-        for _ in range(20):
-            if "ModelLoadFailed" in missing.output():
-                break
-            threading.Event().wait(0.1)
+        _logged(missing, "ModelLoadFailed")
         assert "ModelLoadFailed" in http.get("/v2/health/ready").json()["error"]
 
 

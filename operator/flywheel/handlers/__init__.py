@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import kopf
 
+from flywheel.api.kinds import DATASET, TRAINING_RUN
 from flywheel.handlers import dataset, modelversion, trainingrun
 from flywheel.handlers.lifecycle import register_lifecycle
-from flywheel.handlers.reconcile import register_kinds
+from flywheel.handlers.reconcile import register_kinds, register_timer
+from flywheel.runoutcomes import finished
 from flywheel.settings import OperatorSettings
 
 
@@ -26,6 +28,13 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             "ModelVersion": modelversion.work,
         },
     )
-    dataset.register_dataset_timer(registry, poll_seconds=settings.poll_seconds)
-    trainingrun.register_trainingrun_timer(registry, poll_seconds=settings.poll_seconds)
+    # Follow running Jobs, refresh schedules, retry back-offs and Datasets a run waits for.
+    register_timer(registry, DATASET, dataset.work, interval=settings.poll_seconds)
+    register_timer(
+        registry,
+        TRAINING_RUN,
+        trainingrun.work,
+        interval=settings.poll_seconds,
+        when=lambda status, **_: not finished(dict(status)),  # a finished run has nothing to follow
+    )
     return registry

@@ -14,9 +14,7 @@ from typing import Any
 import kopf
 from pydantic import BaseModel
 
-from flywheel.api import API_GROUP, API_VERSION
 from flywheel.api.dataset import DatasetSpec, DatasetStatus, IngestAttempt
-from flywheel.api.kinds import DATASET
 from flywheel.conditions import (
     READY,
     RECONCILING,
@@ -101,32 +99,6 @@ async def work(
     result = await step(memo.kube, body, spec, _status(status), memo)
     if result is not None:
         apply(result, status, patch, body, body["metadata"].get("generation"))
-
-
-def register_dataset_timer(registry: kopf.OperatorRegistry, poll_seconds: float) -> None:
-    """Follow running ingest Jobs, refresh schedules and retry back-offs between events."""
-
-    async def tick(
-        body: kopf.Body,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        meta: kopf.Meta,
-        patch: kopf.Patch,
-        memo: OperatorContext,
-        **_: Any,
-    ) -> None:
-        if status.get("observedGeneration") != meta.get("generation"):
-            return  # the reconcile handler has not admitted this generation yet
-        try:
-            parsed = DatasetSpec.model_validate(dict(spec))
-        except ValueError:
-            return  # Stalled with InvalidSpec by the reconcile handler
-        result = await step(memo.kube, body, parsed, _status(dict(status)), memo)
-        if result is not None:
-            apply(result, dict(status), patch, body, meta.get("generation"))
-
-    resource = (API_GROUP, API_VERSION, DATASET.plural)
-    kopf.timer(*resource, id="follow-dataset", interval=poll_seconds, registry=registry)(tick)
 
 
 def _status(raw: dict[str, Any]) -> DatasetStatus:

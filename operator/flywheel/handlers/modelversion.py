@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from flywheel.api import API_GROUP, API_VERSION
 from flywheel.api.modelversion import ModelVersionSpec
+from flywheel.conditions import raw_condition
 from flywheel.handlers.context import OperatorContext
 from flywheel.handlers.outcome import apply
 from flywheel.kube import namespaced
@@ -31,7 +32,7 @@ async def work(
 ) -> None:
     """Judge the version once; its spec is immutable, so once is enough."""
     assert isinstance(spec, ModelVersionSpec)
-    if status.get("validation") is not None or _has_validated(status):
+    if status.get("validation") is not None or raw_condition(status, "Validated"):
         return
     meta = body["metadata"]
     run_name = spec.lineage.training_run
@@ -50,7 +51,3 @@ async def work(
             )
         outcome = judged(verdict, run_name, spec.metrics)
     apply(outcome, status, patch, body, meta.get("generation"))
-
-
-def _has_validated(status: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Validated" for c in status.get("conditions") or [])

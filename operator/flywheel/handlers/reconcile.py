@@ -1,4 +1,5 @@
-"""One reconcile handler per kind, registered on create, update (spec) and resume.
+"""One reconcile handler per kind, registered on create, update (spec) and resume, and a
+timer for the kinds whose controllers follow Jobs and schedules between events.
 
 Each handler is thin: parse the spec through :func:`flywheel.handlers.admission.admit`, then
 hand the typed spec to the kind's controller. Until a kind has a controller, a valid object stays
@@ -72,3 +73,36 @@ def register_kinds(registry: kopf.OperatorRegistry, works: dict[str, Work]) -> N
     """Register every kind's reconcile handler, with its controller's work where it has one."""
     for kind in KINDS:
         register_kind(registry, kind, works.get(kind.kind))
+
+
+def register_timer(
+    registry: kopf.OperatorRegistry,
+    kind: Kind,
+    work: Work,
+    *,
+    interval: float,
+    when: Callable[..., bool] | None = None,
+) -> None:
+    """Run a kind's `work` every `interval` seconds on admitted generations (`when` filters)."""
+
+    async def tick(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        patch: kopf.Patch,
+        memo: OperatorContext,
+        **_: Any,
+    ) -> None:
+        if status.get("observedGeneration") != meta.get("generation"):
+            return  # the reconcile handler has not admitted this generation yet
+        try:
+            parsed = kind.spec.model_validate(dict(spec))
+        except ValueError:
+            return  # Stalled with InvalidSpec by the reconcile handler
+        await work(body, parsed, dict(status), patch, memo)
+
+    resource = (API_GROUP, API_VERSION, kind.plural)
+    kopf.timer(
+        *resource, id=f"follow-{kind.singular}", interval=interval, when=when, registry=registry
+    )(tick)

@@ -20,9 +20,8 @@ import kopf
 from pydantic import BaseModel
 
 from flywheel.api import API_GROUP, API_VERSION
-from flywheel.api.kinds import TRAINING_RUN
 from flywheel.api.trainingrun import TrainingRunSpec
-from flywheel.conditions import Verdict
+from flywheel.conditions import Verdict, raw_condition
 from flywheel.datasets import render_artifacts_claim
 from flywheel.handlers.context import OperatorContext
 from flywheel.handlers.outcome import apply
@@ -70,9 +69,9 @@ async def step(
         if job is None:
             created = await _start(kube, body, spec, ctx)
             if isinstance(created, Verdict):
-                current = _succeeded_message(status)
-                if is_waiting(status) and current and current.startswith(created.message):
-                    return None
+                current = str(raw_condition(status, "Succeeded").get("message", ""))
+                if is_waiting(status) and current.startswith(created.message):
+                    return None  # already said, word for word: nothing to write
                 return waiting(created, is_waiting(status))
             job = created
         pinned = pinned_from_job(job)
@@ -193,13 +192,6 @@ async def register(
     raise kopf.TemporaryError(f"no free version number for model {spec.model}", delay=5)
 
 
-def _succeeded_message(status: dict[str, Any]) -> str | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Succeeded":
-            return str(condition.get("message", ""))
-    return None
-
-
 def _gone(job: str) -> dict[str, str]:
     return {
         "type": "Failed",
@@ -222,36 +214,3 @@ async def work(
         outcome = await step(memo.kube, body, spec, status, memo)
     if outcome is not None:
         apply(outcome, status, patch, body, body["metadata"].get("generation"))
-
-
-def register_trainingrun_timer(registry: kopf.OperatorRegistry, poll_seconds: float) -> None:
-    """Follow training Jobs and re-check Datasets that are not ready, until the run finishes."""
-
-    async def tick(
-        body: kopf.Body,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        meta: kopf.Meta,
-        patch: kopf.Patch,
-        memo: OperatorContext,
-        **_: Any,
-    ) -> None:
-        if status.get("observedGeneration") != meta.get("generation"):
-            return  # the reconcile handler has not admitted this generation yet
-        try:
-            parsed = TrainingRunSpec.model_validate(dict(spec))
-        except ValueError:
-            return  # Stalled with InvalidSpec by the reconcile handler
-        async with memo.lock(f"trainingrun/{meta['uid']}"):
-            outcome = await step(memo.kube, body, parsed, dict(status), memo)
-        if outcome is not None:
-            apply(outcome, dict(status), patch, body, meta.get("generation"))
-
-    resource = (API_GROUP, API_VERSION, TRAINING_RUN.plural)
-    kopf.timer(
-        *resource,
-        id="follow-trainingrun",
-        interval=poll_seconds,
-        when=lambda status, **_: not finished(dict(status)),
-        registry=registry,
-    )(tick)
