@@ -1,14 +1,18 @@
 """`python -m flywheel_serving`: serve one ONNX model (see `--help` for every setting).
 
-uvicorn with uvloop and httptools, access logs off, one process; on SIGTERM the server stops
-accepting connections, reports not-ready, and lets in-flight requests finish for
-`--drain-seconds`. Scale with replicas: one process per pod and core.
+uvicorn with uvloop and httptools, access logs off, one process. On SIGTERM the server reports
+not-ready at once but keeps answering for `--shutdown-delay-seconds` (endpoints and load balancers
+take a moment to stop routing to a terminating pod; Kubernetes sends SIGTERM and removes the
+endpoint at the same time), then stops accepting connections and lets in-flight requests finish
+for `--drain-seconds`. A second signal stops at once. Scale with replicas: one process per pod
+and core.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -17,6 +21,8 @@ import uvicorn
 
 from flywheel_serving.app import ServingApp
 from flywheel_serving.config import ServingConfig, parse
+
+logger = logging.getLogger("flywheel_serving")
 
 
 def serve(config: ServingConfig) -> None:
@@ -41,20 +47,34 @@ def serve(config: ServingConfig) -> None:
             server_header=False,
         ),
         app,
+        config.shutdown_delay_seconds,
     )
     server.run()
 
 
 class _Server(uvicorn.Server):
-    """Marks the app as draining as soon as a stop signal arrives (readiness turns 503)."""
+    """Marks the app as draining as soon as a stop signal arrives (readiness turns 503) and
+    stops listening only after the shutdown delay."""
 
-    def __init__(self, config: uvicorn.Config, app: ServingApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: ServingApp, delay: float = 0.0) -> None:
         super().__init__(config)
         self._app = app
+        self._delay = delay
+        self._exit_at: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.draining = True
+        if self._exit_at is None and self._delay > 0:
+            self._exit_at = time.monotonic() + self._delay
+            logger.info("stop signal: not ready; closing in %.1f s", self._delay)
+            return
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        # uvicorn's main loop asks every 0.1 s whether to stop.
+        if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

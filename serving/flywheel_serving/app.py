@@ -45,6 +45,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = [(b"content-type", b"application/json")]
+CLOSE = (b"connection", b"close")
 OFFLOAD_ROWS = 512  # larger runs go to a thread, so one big request does not stall the loop
 
 
@@ -183,11 +184,13 @@ class ServingApp:
             status, body, headers = 500, orjson.dumps({"error": f"internal error: {error}"}), JSON
         finally:
             self.metrics.in_flight -= 1
+        length = (b"content-length", str(len(body)).encode())
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                # While draining, clients reconnect (to a pod that is not stopping).
+                "headers": [*headers, length, CLOSE] if self.draining else [*headers, length],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -264,14 +267,21 @@ class ServingApp:
             raise MethodNotAllowed(f"use {wanted}")
         return handler
 
-    def _ready_model(self) -> Loaded:
+    def _serving_model(self) -> Loaded:
+        """The loaded model; requests are still answered while the server drains."""
         if self.loaded is None:
             reason = self.failure.reason if self.failure else "Loading"
             detail = self.failure.message if self.failure else "the model is still loading"
             raise NotReady(f"model {self.config.model_name} is not ready ({reason}): {detail}")
-        if self.draining:
-            raise NotReady("the server is shutting down")
         return self.loaded
+
+    def _ready_model(self) -> Loaded:
+        """The loaded model, for the readiness endpoints: not ready once a stop signal came,
+        so endpoints stop routing here while in-flight and late requests are answered."""
+        loaded = self._serving_model()
+        if self.draining:
+            raise NotReady(f"model {self.config.model_name} is not ready (ShuttingDown)")
+        return loaded
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.config.max_body_bytes
@@ -312,7 +322,7 @@ class ServingApp:
         return 200, self._openapi, JSON
 
     async def _model_metadata(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
-        model = self._ready_model().model
+        model = self._serving_model().model
         classes = len(model.class_labels) or -1
         outputs = (
             [
@@ -366,7 +376,7 @@ class ServingApp:
 
     async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
-        loaded = self._ready_model()
+        loaded = self._serving_model()
         model = loaded.model
         request = decode_infer(body, model)
         prediction = await self._predict(loaded, request.inputs)
@@ -378,14 +388,14 @@ class ServingApp:
 
     async def _predict_v1(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
-        loaded = self._ready_model()
+        loaded = self._serving_model()
         request = decode_v1(body, loaded.model)
         prediction = await self._predict(loaded, request.inputs)
         return 200, encode_v1(prediction), JSON
 
     async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
-        loaded = self._ready_model()
+        loaded = self._serving_model()
         predicted, actual = decode_feedback(body, loaded.model.classifier)
         if loaded.monitor is not None:
             loaded.monitor.feedback(predicted, actual)

@@ -35,6 +35,7 @@ class ServingConfig:
     intra_op_threads: int = 1
     monitoring: bool = True
     drain_seconds: float = 20.0
+    shutdown_delay_seconds: float = 0.0
     log_level: str = "info"
 
 
@@ -84,7 +85,13 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
         "onnxruntime threads per session run (default 1: one per core and "
         "process avoids spin-wait contention).",
     ),
-    ("drain-seconds", float, "On SIGTERM, how long in-flight requests may finish (default 20)."),
+    (
+        "shutdown-delay-seconds",
+        float,
+        "On SIGTERM, keep accepting requests this long while readiness reports 503, so load "
+        "balancers stop routing here before the socket closes (default 0; serving pods use 5).",
+    ),
+    ("drain-seconds", float, "After that, how long in-flight requests may finish (default 20)."),
     ("log-level", str, "debug, info, warning or error (default info)."),
 )
 

@@ -102,7 +102,8 @@ def shops(artifacts_root: Path) -> Artifacts:
         rows.append(f"{city},{spend:.3f},{bought}")
     csv = artifacts_root / "shops.csv"
     csv.write_text("\n".join(rows) + "\n")
-    estimator = {"class": "sklearn.linear_model.LogisticRegression"}
+    # Unscaled spend (mean 50): lbfgs needs more than its default 100 iterations on some BLAS.
+    estimator = {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 1000}}
     schema = {
         "label": "bought",
         "features": [{"name": "city", "type": "categorical"}, {"name": "spend", "type": "numeric"}],

@@ -322,3 +322,24 @@ def test_shutdown_drains_in_flight_requests(serve: ServerFactory, iris: Artifact
     # uvicorn re-raises the signal once it has drained: the conventional "killed by SIGTERM".
     assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
     assert "Finished server process" in server.output()
+
+
+def test_stop_signal_turns_unready_but_keeps_answering_for_the_shutdown_delay(
+    serve: ServerFactory, iris: Artifacts
+) -> None:
+    server = serve(iris, "iris", shutdown_delay_seconds=2)
+    request = _matrix([[5.1, 3.5, 1.4, 0.2]])
+    server.process.send_signal(signal.SIGTERM)
+    threading.Event().wait(0.2)
+    with server.client() as http:
+        ready = http.get("/v2/health/ready")
+        assert ready.status_code == 503
+        assert "ShuttingDown" in ready.json()["error"]
+        # A load balancer that has not yet seen the pod leave still gets answers, told to
+        # reconnect elsewhere.
+        answer = http.post("/v2/models/iris/infer", json=request)
+        assert answer.status_code == 200
+        assert answer.headers["connection"] == "close"
+    assert server.process.poll() is None, "still listening during the delay"
+    assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert "closing in 2.0 s" in server.output()
