@@ -14,11 +14,14 @@ import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import kopf
 
 Obj = dict[str, Any]
+FIELD_MANAGER = "flywheel"
+"""The field manager of everything the operator applies."""
 
 
 class ApiError(Exception):
@@ -99,6 +102,7 @@ class Kube:
             "": "application/json",
             "merge": "application/merge-patch+json",
             "strategic": "application/strategic-merge-patch+json",
+            "apply": "application/apply-patch+yaml",  # JSON is YAML
         }[patch]
         data = None if body is None else json.dumps(body)
         async with self._session.request(
@@ -134,6 +138,21 @@ class Kube:
             return await self.create(collection, body), True
         except Conflict:
             return await self.get(f"{collection}/{body['metadata']['name']}"), False
+
+    async def apply(self, path: str, body: Obj, manager: str = FIELD_MANAGER) -> Obj:
+        """Server-side apply of `body` (an apply configuration: only the fields we own) to the
+        object at `path`, creating it if absent. `force` takes fields back from whoever
+        changed them by hand; fields others added stay theirs."""
+        query = f"?fieldManager={quote(manager, safe='')}&force=true"
+        return await self.request("PATCH", path + query, body, patch="apply")
+
+    async def delete(self, path: str) -> bool:
+        """DELETE; False when it was already gone."""
+        try:
+            await self.request("DELETE", path)
+        except NotFound:
+            return False
+        return True
 
     async def patch_status(self, path: str, status: Obj) -> Obj:
         """Merge-patch the status subresource."""

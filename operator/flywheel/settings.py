@@ -62,6 +62,12 @@ class OperatorSettings(BaseSettings):
     job_memory: str = "1Gi"
     """Memory request (and limit) of Job containers."""
 
+    serving_cpu: str = "250m"
+    """Default CPU request of serving containers (a ModelDeployment's `resources` wins)."""
+
+    serving_memory: str = "512Mi"
+    """Default memory request (and limit) of serving containers."""
+
     poll_seconds: float = Field(default=3.0, gt=0)
     """How often running Jobs are checked and refresh schedules evaluated."""
 

@@ -279,7 +279,12 @@ def render_model_version(
         "spec": {
             "model": spec.model,
             "version": version,
-            "artifact": {"uri": result["modelURI"], "format": "onnx", "sha256": result["sha256"]},
+            "artifact": {
+                "uri": result["modelURI"],
+                "format": "onnx",
+                "sha256": result["sha256"],
+                **({"examplesURI": result["examplesURI"]} if result.get("examplesURI") else {}),
+            },
             "signature": {
                 "task": signature["task"],
                 "inputs": [

@@ -4,69 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from pathlib import Path
-from typing import Any
-
-import yaml
 
 from tests.cluster.conftest import OperatorFactory, OperatorProcess
-from tests.support.kube import Kubectl, condition, eventually
-
-QUICKSTART = Path("examples/quickstart")
-
-
-def _run(name: str, **spec: Any) -> dict[str, Any]:
-    base = yaml.safe_load((QUICKSTART / "02-trainingrun.yaml").read_text())
-    return {**base, "metadata": {"name": name}, "spec": {**base["spec"], **spec}}
-
-
-def _get(k: Kubectl, kind: str, name: str) -> dict[str, Any]:
-    return dict(k.json("get", kind, name))
-
-
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return condition(obj, type_) or {}
-
-
-def _artifact(k: Kubectl, uri: str) -> Path:
-    """The host file behind a pvc:// URI (the local node's hostPath volume)."""
-    claim, _, relative = uri.removeprefix("pvc://").partition("/")
-    volume = k.json("get", "pvc", claim)["spec"]["volumeName"]
-    root = k.json("get", "pv", volume)["spec"]["hostPath"]["path"]
-    return Path(root) / relative
-
-
-def _versions(k: Kubectl, model: str) -> list[dict[str, Any]]:
-    items = k.json("get", "modelversions", "-l", f"flywheel.dev/model={model}")["items"]
-    return sorted(items, key=lambda v: v["spec"]["version"])
-
-
-def _dataset_ready(k: Kubectl) -> dict[str, Any]:
-    k.apply((QUICKSTART / "01-dataset.yaml").read_text())
-    k("wait", "--for=condition=Ready", "--timeout=180s", "dataset/iris")
-    return _get(k, "dataset", "iris")
+from tests.cluster.lifecycle import (
+    QUICKSTART,
+    artifact_path,
+    cond,
+    dataset_ready,
+    get,
+    run_manifest,
+    versions,
+)
+from tests.support.kube import Kubectl, eventually
 
 
 def test_a_run_trains_exports_and_registers_a_verified_version(
     k: Kubectl, operator: OperatorProcess
 ) -> None:
-    dataset = _dataset_ready(k)
+    dataset = dataset_ready(k)
     k.apply((QUICKSTART / "02-trainingrun.yaml").read_text())
     k("wait", "--for=condition=Succeeded", "--timeout=240s", "trainingrun/iris-rf-1")
-    run = _get(k, "trainingrun", "iris-rf-1")
+    run = get(k, "trainingrun", "iris-rf-1")
     status = run["status"]
     assert status["datasetVersion"] == dataset["status"]["version"]
     assert status["datasetDigest"] == dataset["status"]["digest"]
     assert status["attempts"] == 1
     assert status["metrics"]["accuracy"] >= 0.85
     assert status["observedGeneration"] == run["metadata"]["generation"]
-    assert _condition(run, "Ready")["status"] == "True"
+    assert cond(run, "Ready")["status"] == "True"
     assert status["modelVersionRef"] == {"name": "iris-v1"}
 
     k("wait", "--for=condition=Validated", "--timeout=60s", "modelversion/iris-v1")
-    (version,) = _versions(k, "iris")
+    (version,) = versions(k, "iris")
     spec = version["spec"]
-    model = _artifact(k, spec["artifact"]["uri"]).read_bytes()
+    model = artifact_path(k, spec["artifact"]["uri"]).read_bytes()
     assert hashlib.sha256(model).hexdigest() == spec["artifact"]["sha256"]
     assert spec["lineage"]["datasetDigest"] == dataset["status"]["digest"]
     assert spec["lineage"]["trainingRun"] == "iris-rf-1"
@@ -74,7 +45,7 @@ def test_a_run_trains_exports_and_registers_a_verified_version(
     assert spec["baseline"]["statsURI"] == dataset["status"]["statsURI"]
     checks = version["status"]["validation"]["checks"]
     assert [(c["name"], c["passed"]) for c in checks] == [("accuracy >= 0.85", True)]
-    assert _condition(version, "Ready")["status"] == "True"
+    assert cond(version, "Ready")["status"] == "True"
 
     table = k("get", "modelversions", "-l", "flywheel.dev/model=iris")
     header, row = table.split("\n")[:2]
@@ -94,7 +65,7 @@ def test_a_run_trains_exports_and_registers_a_verified_version(
     # A weaker model that misses its threshold and loses to the champion (v1), re-scored on
     # the same held-out rows: registered as v2, not validated, every failed check explained.
     k.apply(
-        _run(
+        run_manifest(
             "iris-stump",
             estimator={
                 "class": "sklearn.tree.DecisionTreeClassifier",
@@ -108,8 +79,8 @@ def test_a_run_trains_exports_and_registers_a_verified_version(
     )
     k("wait", "--for=condition=Succeeded", "--timeout=240s", "trainingrun/iris-stump")
     k("wait", "--for=condition=Validated=False", "--timeout=60s", "modelversion/iris-v2")
-    weak = _get(k, "modelversion", "iris-v2")
-    message = _condition(weak, "Validated")["message"]
+    weak = get(k, "modelversion", "iris-v2")
+    message = cond(weak, "Validated")["message"]
     assert "accuracy >= 0.9" in message
     assert "accuracy vs champion v1" in message
     verdict = weak["status"]["validation"]
@@ -119,66 +90,66 @@ def test_a_run_trains_exports_and_registers_a_verified_version(
     assert champion_check["bound"] == status["metrics"]["accuracy"], "v1 re-scored, same rows"
     events = k.json("get", "events", "--field-selector", "involvedObject.name=iris-v2")["items"]
     assert "ValidationFailed" in {e["reason"] for e in events}
-    assert [v["metadata"]["name"] for v in _versions(k, "iris")] == ["iris-v1", "iris-v2"]
+    assert [v["metadata"]["name"] for v in versions(k, "iris")] == ["iris-v1", "iris-v2"]
 
 
 def test_an_invalid_estimator_fails_fast_without_retries(
     k: Kubectl, operator: OperatorProcess
 ) -> None:
-    _dataset_ready(k)
+    dataset_ready(k)
     bad = {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_trees": 3}}
-    k.apply(_run("bad-params", estimator=bad, backoffLimit=4))
+    k.apply(run_manifest("bad-params", estimator=bad, backoffLimit=4))
     k("wait", "--for=condition=Succeeded=False", "--timeout=180s", "trainingrun/bad-params")
-    run = _get(k, "trainingrun", "bad-params")
-    succeeded = _condition(run, "Succeeded")
+    run = get(k, "trainingrun", "bad-params")
+    succeeded = cond(run, "Succeeded")
     assert succeeded["reason"] == "InvalidEstimator"
     assert "n_trees" in succeeded["message"]
-    assert _condition(run, "Stalled")["status"] == "True"
+    assert cond(run, "Stalled")["status"] == "True"
     assert run["status"]["attempts"] == 1, "a code problem is not retried (podFailurePolicy)"
-    job = _get(k, "job", run["status"]["jobName"])
+    job = get(k, "job", run["status"]["jobName"])
     assert job["status"].get("failed") == 1
-    assert _versions(k, "iris") == []
+    assert versions(k, "iris") == []
 
 
 def test_a_crash_after_registration_still_yields_exactly_one_version(
     k: Kubectl, start_operator: OperatorFactory
 ) -> None:
     first = start_operator(FLYWHEEL_FAILPOINT="exit-after-model-version-created")
-    _dataset_ready(k)
+    dataset_ready(k)
     k.apply((QUICKSTART / "02-trainingrun.yaml").read_text())
     try:
         code = first.process.wait(timeout=240)
     except subprocess.TimeoutExpired as error:
         raise AssertionError("the operator never reached its failpoint") from error
     assert code == 17, "stopped at the failpoint, between registration and status"
-    run = _get(k, "trainingrun", "iris-rf-1")
+    run = get(k, "trainingrun", "iris-rf-1")
     assert "modelVersionRef" not in run["status"], "the crash window was really hit"
-    assert len(_versions(k, "iris")) == 1
+    assert len(versions(k, "iris")) == 1
 
     start_operator()
     k("wait", "--for=condition=Succeeded", "--timeout=120s", "trainingrun/iris-rf-1")
     k("wait", "--for=condition=Validated", "--timeout=60s", "modelversion/iris-v1")
-    versions = _versions(k, "iris")
-    assert [v["metadata"]["name"] for v in versions] == ["iris-v1"]
-    run = _get(k, "trainingrun", "iris-rf-1")
+    found = versions(k, "iris")
+    assert [v["metadata"]["name"] for v in found] == ["iris-v1"]
+    run = get(k, "trainingrun", "iris-rf-1")
     assert run["status"]["modelVersionRef"] == {"name": "iris-v1"}
-    assert versions[0]["metadata"]["labels"]["flywheel.dev/run-uid"] == run["metadata"]["uid"]
+    assert found[0]["metadata"]["labels"]["flywheel.dev/run-uid"] == run["metadata"]["uid"]
 
 
 def test_a_run_finishes_from_its_snapshot_when_the_dataset_is_deleted(
     k: Kubectl, operator: OperatorProcess
 ) -> None:
-    dataset = _dataset_ready(k)
+    dataset = dataset_ready(k)
     k.apply((QUICKSTART / "02-trainingrun.yaml").read_text())
     job_name = eventually(
-        lambda: _get(k, "trainingrun", "iris-rf-1").get("status", {}).get("jobName"),
+        lambda: get(k, "trainingrun", "iris-rf-1").get("status", {}).get("jobName"),
         what="the training Job",
     )
     k("delete", "dataset", "iris", "--wait=true")
-    job = _get(k, "job", job_name)
+    job = get(k, "job", job_name)
     assert not job["status"].get("succeeded"), "deleted while the Job was still running"
     k("wait", "--for=condition=Succeeded", "--timeout=240s", "trainingrun/iris-rf-1")
-    (version,) = _versions(k, "iris")
+    (version,) = versions(k, "iris")
     assert version["spec"]["lineage"]["datasetDigest"] == dataset["status"]["digest"]
 
 
@@ -190,11 +161,11 @@ def test_a_run_waits_for_its_dataset(k: Kubectl, operator: OperatorProcess) -> N
         "--timeout=60s",
         "trainingrun/iris-rf-1",
     )
-    run = _get(k, "trainingrun", "iris-rf-1")
-    assert _condition(run, "Ready")["status"] == "False"
-    assert "Dataset iris does not exist" in _condition(run, "Succeeded")["message"]
+    run = get(k, "trainingrun", "iris-rf-1")
+    assert cond(run, "Ready")["status"] == "False"
+    assert "Dataset iris does not exist" in cond(run, "Succeeded")["message"]
     assert "jobName" not in run["status"]
-    _dataset_ready(k)
+    dataset_ready(k)
     k("wait", "--for=condition=Succeeded", "--timeout=240s", "trainingrun/iris-rf-1")
     events = k.json("get", "events", "--field-selector", "involvedObject.name=iris-rf-1")["items"]
     waits = [e for e in events if e["reason"] == "DatasetNotReady"]

@@ -118,8 +118,25 @@ class ModelDeploymentSpec(ApiModel):
     """How new versions roll out."""
 
 
+class FailedRollout(ApiModel):
+    """A version whose pods did not become ready in time, and was rolled back."""
+
+    version: int = Field(ge=1)
+    """The version that failed."""
+
+    generation: int = Field(ge=0)
+    """The spec generation it failed under. It is not tried again until the spec changes
+    (`LatestValidated` then moves on only to a newer validated version)."""
+
+    reason: Annotated[str, Field(max_length=128)]
+    """Why, in one word: the pods' reason, e.g. `ArtifactDigestMismatch` or `CrashLoopBackOff`."""
+
+    message: Annotated[str, Field(max_length=4096)]
+    """What the pods reported."""
+
+
 class ModelDeploymentStatus(StatusBase):
-    """The observed state. Conditions: Ready, Reconciling, Stalled, Progressing."""
+    """The observed state. Conditions: Ready, Reconciling, Stalled, Progressing, Degraded."""
 
     serving_version: int | None = Field(default=None, ge=1)
     """The version every ready pod serves; changes only when a rollout completes."""
@@ -129,6 +146,9 @@ class ModelDeploymentStatus(StatusBase):
 
     last_good_version: int | None = Field(default=None, ge=1)
     """The version rolled back to when a rollout fails."""
+
+    failed_rollout: FailedRollout | None = None
+    """The last rollout that failed and was rolled back, until the spec changes."""
 
     replicas: int | None = Field(default=None, ge=0)
     """Serving pods that exist (the scale subresource reads it)."""

@@ -41,6 +41,10 @@ class Artifact(ApiModel):
     sha256: Sha256Hex
     """The sha256 of the file; serving refuses to become ready when it does not match."""
 
+    examples_uri: Uri | None = Field(default=None, alias="examplesURI")
+    """Held-out rows with the predictions recorded at training (`examples.json`, format
+    flywheel.dev/examples/v1): what any server of this version must answer for them."""
+
 
 class TensorSpec(ApiModel):
     """One input or output tensor of the ONNX graph."""

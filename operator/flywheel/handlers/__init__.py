@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import kopf
 
-from flywheel.api.kinds import DATASET, TRAINING_RUN
-from flywheel.handlers import dataset, modelversion, trainingrun
+from flywheel.api.kinds import DATASET, MODEL_DEPLOYMENT, TRAINING_RUN
+from flywheel.handlers import dataset, modeldeployment, modelversion, trainingrun
 from flywheel.handlers.lifecycle import register_lifecycle
 from flywheel.handlers.reconcile import register_kinds, register_timer
 from flywheel.runoutcomes import finished
@@ -26,8 +26,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             "Dataset": dataset.work,
             "TrainingRun": trainingrun.work,
             "ModelVersion": modelversion.work,
+            "ModelDeployment": modeldeployment.work,
         },
     )
+    modeldeployment.register(registry)
     # Follow running Jobs, refresh schedules, retry back-offs and Datasets a run waits for.
     register_timer(registry, DATASET, dataset.work, interval=settings.poll_seconds)
     register_timer(
@@ -37,4 +39,6 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         interval=settings.poll_seconds,
         when=lambda status, **_: not finished(dict(status)),  # a finished run has nothing to follow
     )
+    # Follow rollouts and newly validated versions (LatestValidated).
+    register_timer(registry, MODEL_DEPLOYMENT, modeldeployment.work, interval=settings.poll_seconds)
     return registry

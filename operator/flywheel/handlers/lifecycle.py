@@ -39,17 +39,19 @@ def configure_kopf(settings: kopf.OperatorSettings, context: OperatorContext) ->
 
 
 class QuietTimers(logging.Filter):
-    """Drop kopf's "Timer 'x' succeeded." lines below DEBUG: one per object every few seconds.
+    """Drop kopf's "Timer 'x' succeeded." lines below DEBUG: one per object every few seconds,
+    and the same for the watch-event handlers of children (one per child change).
 
-    Timers follow Jobs and schedules; what they change is logged and posted as Events already.
+    Timers follow Jobs, schedules and rollouts; what they change is logged and posted as Events
+    already.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep everything except a successful timer tick at INFO."""
+        """Keep everything except a successful timer tick or child-event handler at INFO."""
         message = record.getMessage()
         return not (
             record.levelno == logging.INFO
-            and message.startswith("Timer '")
+            and message.startswith(("Timer '", "Handler 'restore-", "Handler 'unlink-"))
             and message.endswith("' succeeded.")
         )
 

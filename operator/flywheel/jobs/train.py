@@ -46,6 +46,8 @@ NOT_RETRYABLE = 3
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
 COMPRESS_ABOVE = 3000
 """Termination messages are capped at 4096 bytes: larger results are sent zlib+base64."""
+EXAMPLE_ROWS = 20
+"""Held-out rows recorded with their predictions in examples.json."""
 
 
 def log(message: str, since: float) -> None:
@@ -145,6 +147,7 @@ def train(
             "model.onnx": model,
             "metrics.json": json.dumps(metrics, indent=1).encode(),
             "card.json": json.dumps(card, indent=1).encode(),
+            "examples.json": examples(test_x, predictions, probabilities, classifier=classifier),
         },
     )
     if not published:
@@ -157,6 +160,7 @@ def train(
         "ok": True,
         "sha256": sha256,
         "modelURI": f"{directory}/model.onnx",
+        "examplesURI": f"{directory}/examples.json",
         "metrics": metrics,
         "champion": rival,
         "signature": signature,
@@ -166,6 +170,35 @@ def train(
         "fitSeconds": round(fit_seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def examples(
+    held_out: pd.DataFrame,
+    predictions: Any,
+    probabilities: Any,
+    *,
+    classifier: bool,
+    rows: int = EXAMPLE_ROWS,
+) -> bytes:
+    """The first held-out rows with their predictions (`flywheel.dev/examples/v1`): the
+    parity check has shown that the ONNX model answers the same, so any server of this
+    version can be checked against them."""
+    head = held_out.head(rows)
+    document: dict[str, Any] = {
+        "format": "flywheel.dev/examples/v1",
+        "features": list(head.columns),
+        "rows": [
+            [None if pd.isna(v) else (v if isinstance(v, str) else float(v)) for v in row]
+            for row in head.itertuples(index=False)
+        ],
+    }
+    if classifier:
+        document["labels"] = [str(p) for p in list(predictions)[:rows]]
+        if probabilities is not None:
+            document["probabilities"] = [[float(p) for p in r] for r in probabilities[:rows]]
+    else:
+        document["values"] = [float(p) for p in list(predictions)[:rows]]
+    return json.dumps(document, indent=1).encode()
 
 
 def _gate_metrics(spec: TrainingRunSpec) -> list[str]:

@@ -1,0 +1,279 @@
+"""Pure ModelDeployment decisions: version selection, rollouts, rollback, children, links."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flywheel.api.modeldeployment import ModelDeploymentSpec
+from flywheel.conditions import Verdict
+from flywheel.modeldeployments import Refusal, active_failure, links, plan, select_version
+from flywheel.rollouts import pod_failure, rollout
+from flywheel.servingchildren import render_deployment, render_hpa, render_service
+from flywheel.settings import OperatorSettings
+
+SHA = "a" * 64
+
+
+def _version(number: int, validated: str | None = "True", message: str = "") -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    if validated is not None:
+        status["conditions"] = [
+            {"type": "Validated", "status": validated, "reason": "X", "message": message}
+        ]
+    return {
+        "metadata": {"name": f"iris-v{number}"},
+        "spec": {
+            "model": "iris",
+            "version": number,
+            "artifact": {"uri": f"pvc://art/models/ns/iris/r{number}/model.onnx", "sha256": SHA},
+            "baseline": {"statsURI": "pvc://data/datasets/ns/iris/abc/stats.json"},
+        },
+        "status": status,
+    }
+
+
+def _spec(**fields: Any) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate({"model": "iris", **fields})
+
+
+def _md(status: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
+    meta = {"name": "web", "namespace": "ns", "uid": "u-1", "generation": generation}
+    return {"metadata": meta, "status": status or {}}
+
+
+def _deployment(version: int, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 2, "annotations": {"flywheel.dev/version": str(version)}},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, **status},
+    }
+
+
+def _conditions(outcome: Any) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in outcome.conditions}
+
+
+def test_pinned_selection_refuses_missing_unjudged_and_unvalidated_versions() -> None:
+    versions = [_version(1), _version(2, "False", "accuracy 0.5 < 0.9"), _version(3, None)]
+    assert select_version(_spec(version=1), versions, None) == versions[0]
+    missing = select_version(_spec(version=9), versions, None)
+    assert missing == Refusal(
+        "VersionNotFound", "ModelVersion iris v9 does not exist (yet).", False
+    )
+    failed = select_version(_spec(version=2), versions, None)
+    assert isinstance(failed, Refusal)
+    assert (failed.reason, failed.stalled) == ("VersionNotValidated", True)
+    assert "accuracy 0.5 < 0.9" in failed.message
+    unjudged = select_version(_spec(version=3), versions, None)
+    assert isinstance(unjudged, Refusal)
+    assert (unjudged.reason, unjudged.stalled) == ("VersionNotValidated", False)
+
+
+def test_latest_validated_takes_the_newest_validated_version_but_not_a_failed_rollout() -> None:
+    spec = _spec(policy="LatestValidated")
+    versions = [_version(1), _version(2), _version(3, "False")]
+    assert select_version(spec, versions, None) == versions[1]
+    status = {"failedRollout": {"version": 2, "generation": 1, "reason": "R", "message": "m"}}
+    assert plan(_md(status, generation=1), spec, versions, None).render == versions[0]
+    retried = plan(_md(status, generation=2), spec, versions, None)
+    assert retried.render == versions[1], "the failure was under an earlier spec"
+    assert retried.outcome.status["failedRollout"] is None
+    failure = active_failure(status, 1)
+    assert select_version(spec, versions, failure) == versions[0]
+    assert active_failure(status, 2) is None, "a spec change allows a retry"
+    none = select_version(spec, [_version(1, "False")], None)
+    assert isinstance(none, Refusal)
+    assert none.reason == "VersionNotFound"
+
+
+def test_a_new_version_rolls_out_and_serving_changes_only_when_complete() -> None:
+    spec = _spec(version=2, replicas=2)
+    versions = [_version(1), _version(2)]
+    status = {"servingVersion": 1, "lastGoodVersion": 1}
+    started = plan(_md(status), spec, versions, _deployment(1, replicas=2, updatedReplicas=2))
+    assert started.render == versions[1]
+    assert started.outcome.status["targetVersion"] == 2
+    assert "servingVersion" not in started.outcome.status
+    assert _conditions(started.outcome)["Progressing"] == ("True", "RollingOut")
+    assert _conditions(started.outcome)["Ready"][0] == "False", "no ready replicas reported yet"
+    assert started.outcome.event_reason == "RollingOut"
+
+    halfway = _deployment(2, replicas=3, updatedReplicas=1, readyReplicas=2, availableReplicas=2)
+    moving = plan(_md(status), spec, versions, halfway)
+    assert moving.outcome.status["targetVersion"] == 2
+    assert "servingVersion" not in moving.outcome.status
+    assert _conditions(moving.outcome)["Ready"] == ("True", "Serving")
+    assert _conditions(moving.outcome)["Progressing"] == ("True", "RollingOut")
+
+    complete = _deployment(2, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
+    done = plan(_md(status), spec, versions, complete)
+    assert done.outcome.status["servingVersion"] == 2
+    assert done.outcome.status["lastGoodVersion"] == 2
+    assert done.outcome.status["targetVersion"] is None
+    assert _conditions(done.outcome)["Progressing"] == ("False", "RolloutComplete")
+    assert done.outcome.event_reason == "RolloutComplete"
+    again = plan(_md({**status, "servingVersion": 2}), spec, versions, complete)
+    assert again.outcome.event_reason == "", "no Event when nothing changed"
+
+
+def test_a_rollout_past_its_deadline_is_rolled_back_to_the_last_good_version() -> None:
+    spec = _spec(version=2, replicas=2, rollout={"progressDeadlineSeconds": 30})
+    versions = [_version(1), _version(2)]
+    status = {"servingVersion": 1, "lastGoodVersion": 1}
+    stuck = _deployment(
+        2,
+        replicas=3,
+        updatedReplicas=1,
+        availableReplicas=2,
+        conditions=[
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        ],
+    )
+    why = Verdict("ArtifactDigestMismatch", "pod web-x: sha256 differs")
+    rolled = plan(_md(status, generation=4), spec, versions, stuck, why)
+    assert rolled.render == versions[0]
+    failed = rolled.outcome.status["failedRollout"]
+    assert (failed["version"], failed["generation"], failed["reason"]) == (
+        2,
+        4,
+        "RollbackPerformed",
+    )
+    assert _conditions(rolled.outcome)["Degraded"] == ("True", "RollbackPerformed")
+    assert rolled.outcome.event_type == "Warning"
+    assert "ArtifactDigestMismatch" in rolled.outcome.event_message
+    assert "rolled back to v1" in rolled.outcome.event_message
+
+    # Next visit: the Deployment is rendered for v1 again and v2 is not retried.
+    degraded = {"type": "Degraded", "status": "True", "reason": "RollbackPerformed", "message": ""}
+    after = {**status, "failedRollout": failed, "conditions": [degraded]}
+    back = _deployment(1, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
+    settled = plan(_md(after, generation=4), spec, versions, back)
+    assert settled.render == versions[0]
+    assert settled.outcome.status["servingVersion"] == 1
+    assert _conditions(settled.outcome)["Degraded"] == ("True", "RollbackPerformed")
+    assert _conditions(settled.outcome)["Ready"] == ("True", "Serving")
+    assert settled.outcome.event_reason == "", "the rollback Event was posted once"
+
+
+def test_a_first_rollout_that_fails_has_nothing_to_roll_back_to() -> None:
+    stuck = _deployment(
+        1,
+        conditions=[
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        ],
+    )
+    failed = plan(
+        _md(), _spec(version=1), [_version(1)], stuck, Verdict("CrashLoopBackOff", "boom")
+    )
+    assert failed.render is None
+    assert _conditions(failed.outcome)["Ready"] == ("False", "RolloutFailed")
+    assert _conditions(failed.outcome)["Stalled"] == ("True", "RolloutFailed")
+    assert failed.outcome.status["failedRollout"]["reason"] == "CrashLoopBackOff"
+
+
+def test_a_refused_version_deploys_nothing_or_keeps_the_running_one() -> None:
+    nothing = plan(_md(), _spec(version=5), [_version(1)], None)
+    assert nothing.render is None
+    assert _conditions(nothing.outcome)["Ready"] == ("False", "VersionNotFound")
+    assert nothing.outcome.event_reason == "VersionNotFound"
+    status = {"servingVersion": 1, "lastGoodVersion": 1}
+    complete = _deployment(1, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
+    kept = plan(_md(status), _spec(version=5, replicas=2), [_version(1)], complete)
+    assert kept.render is not None
+    assert kept.render["spec"]["version"] == 1
+    assert kept.outcome.status["servingVersion"] == 1
+    assert _conditions(kept.outcome)["Ready"] == ("True", "Serving")
+    assert _conditions(kept.outcome)["Degraded"] == ("True", "VersionNotFound")
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ({"observedGeneration": 1}, "Progressing"),
+        ({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 2}, "Progressing"),
+        ({"observedGeneration": 2, "updatedReplicas": 2, "replicas": 3}, "Progressing"),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1},
+            "Progressing",
+        ),
+        (
+            {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2},
+            "Complete",
+        ),
+    ],
+)
+def test_rollout_state_reads_like_kubectl_rollout_status(
+    status: dict[str, Any], state: str
+) -> None:
+    deployment = {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": status}
+    assert rollout(deployment).state == state
+
+
+def test_pod_failure_prefers_container_states_then_the_servers_readiness_answer() -> None:
+    crashing = {
+        "metadata": {"name": "p1"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 2, "message": "bad flag"}},
+                }
+            ]
+        },
+    }
+    assert pod_failure([crashing], {}) == Verdict(
+        "CrashLoopBackOff", "pod p1: bad flag (last exit code 2)"
+    )
+    running = {
+        "metadata": {"name": "p2"},
+        "status": {"containerStatuses": [{"state": {"running": {}}}]},
+    }
+    answer = (
+        '{"error": "model iris is not ready (ArtifactDigestMismatch): sha256 is 1, expected 2"}'
+    )
+    found = pod_failure([running], {"p2": answer})
+    assert found.reason == "ArtifactDigestMismatch"
+    assert "expected 2" in found.message
+    assert pod_failure([running], {}).reason == "NotReady"
+
+
+def test_children_are_owned_restricted_and_leave_replicas_to_an_hpa() -> None:
+    settings = OperatorSettings()
+    md = {"metadata": {"name": "web", "namespace": "ns", "uid": "u-1"}}
+    spec = _spec(version=1, replicas=3, serving={"maxBatchSize": 8})
+    deployment = render_deployment(md, spec, _version(1), settings)
+    assert deployment["metadata"]["name"] == "web-serving"
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert deployment["spec"]["replicas"] == 3
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["labels"]["flywheel.dev/version"] == "1"
+    container = template["spec"]["containers"][0]
+    assert f"--sha256={SHA}" in container["args"]
+    assert "--max-batch-size=8" in container["args"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {
+        "/var/lib/flywheel/artifacts/art",
+        "/var/lib/flywheel/artifacts/data",
+        "/tmp",
+    }
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert template["spec"]["automountServiceAccountToken"] is False
+    assert render_hpa(md, spec) is None
+    scaled = _spec(version=1, autoscaling={"minReplicas": 2, "maxReplicas": 5})
+    assert "replicas" not in render_deployment(md, scaled, _version(1), settings)["spec"]
+    hpa = render_hpa(md, scaled)
+    assert hpa is not None
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "web-serving"
+    assert (
+        render_service(md, spec)["spec"]["selector"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_links_follow_the_serving_version() -> None:
+    listed = _version(1)
+    listed["status"]["deployments"] = [{"name": "web"}, {"name": "other"}]
+    assert links("web", 2, [listed, _version(2)]) == (["iris-v2"], ["iris-v1"])
+    assert links("web", 1, [listed, _version(2)]) == ([], [])
+    assert links("web", None, [listed]) == ([], ["iris-v1"])
