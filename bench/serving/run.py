@@ -1,6 +1,7 @@
 """Serving benchmark: our server side by side with its peers, same machine, same model, one run.
 
 Usage:  .venv/bin/python bench/serving/run.py [--quick] [--duration 10] [--reps 3]
+        [--models iris-rf,lr-20] [--rows 1,100] [--servers flywheel,flywheel-nomon,...]
 
 Servers (each on core 1, wrk on core 0; see docs/serving.md for the reading):
   flywheel          python -m flywheel_serving (monitoring on: the default)
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peer_apps import FASTAPI_APP, MLSERVER_ORT_RUNTIME
 
+SERVERS = ("flywheel", "flywheel-nomon", "floor", "fastapi-ort", "mlserver-ort", "mlserver-sklearn")
 ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("FLYWHEEL_BENCH_DIR", Path.home() / ".cache/flywheel/bench-serving"))
 PYTHON = ROOT / ".venv/bin/python"
@@ -220,19 +222,24 @@ def _wait_ready(url: str, probe: str, process: subprocess.Popen[bytes], log: Pat
 
 
 @contextmanager
-def servers(model: ModelFiles, sklearn_version: str) -> Iterator[list[Running]]:
-    """Start every server for one model, pinned to the server core."""
-    mlserver = ensure_venv(
-        "mlserver",
-        [
-            "mlserver==1.7.1",
-            "mlserver-sklearn==1.7.1",
-            f"scikit-learn=={sklearn_version}",
-            "onnxruntime",
-            "uvloop<0.22",
-        ],
-    )
-    fastapi = ensure_venv("fastapi", ["fastapi", "uvicorn[standard]", "onnxruntime", "numpy"])
+def servers(
+    model: ModelFiles, sklearn_version: str, wanted: frozenset[str] = frozenset(SERVERS)
+) -> Iterator[list[Running]]:
+    """Start the wanted servers for one model, pinned to the server core."""
+    mlserver = fastapi = Path()
+    if wanted & {"mlserver-ort", "mlserver-sklearn"}:
+        mlserver = ensure_venv(
+            "mlserver",
+            [
+                "mlserver==1.7.1",
+                "mlserver-sklearn==1.7.1",
+                f"scikit-learn=={sklearn_version}",
+                "onnxruntime",
+                "uvloop<0.22",
+            ],
+        )
+    if "fastapi-ort" in wanted:
+        fastapi = ensure_venv("fastapi", ["fastapi", "uvicorn[standard]", "onnxruntime", "numpy"])
     workdir = WORK / "run" / model.name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -247,6 +254,8 @@ def servers(model: ModelFiles, sklearn_version: str) -> Iterator[list[Running]]:
         env: dict[str, str] | None = None,
         port: int = 0,
     ) -> None:
+        if name not in wanted:
+            return
         log = workdir / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
@@ -293,7 +302,7 @@ def servers(model: ModelFiles, sklearn_version: str) -> Iterator[list[Running]]:
             "floor", [str(PYTHON), str(ROOT / "bench/serving/floor.py"), str(port)], "/", port=port
         )
         app_dir = workdir / "fastapi"
-        app_dir.mkdir()
+        app_dir.mkdir(exist_ok=True)
         (app_dir / "app.py").write_text(FASTAPI_APP.replace("MODEL_PATH", str(model.onnx)))
         port = free_port()
         launch(
@@ -322,7 +331,7 @@ def servers(model: ModelFiles, sklearn_version: str) -> Iterator[list[Running]]:
             ("mlserver-sklearn", "mlserver_sklearn.SKLearnModel", str(model.joblib)),
         ):
             repo = workdir / name
-            (repo / model.name).mkdir(parents=True)
+            (repo / model.name).mkdir(parents=True, exist_ok=True)
             port, grpc, metrics = free_port(), free_port(), free_port()
             (repo / "settings.json").write_text(
                 json.dumps(
@@ -451,6 +460,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--models", default="iris-rf,lr-20")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="a subset to compare (ratios to servers left out are not printed)",
+    )
+    parser.add_argument("--rows", default="1,100", help="rows per request body")
     args = parser.parse_args()
     concurrencies = [1, 16] if args.quick else [1, 4, 16]
     reps = 1 if args.quick else args.reps
@@ -465,8 +480,9 @@ def main() -> int:
         f"{CLIENT_CORE}; {reps} reps x {duration:g} s after {args.warmup:g} s warm-up"
     )
     for model in models:
-        with servers(model, sklearn.__version__) as running:
-            for rows in (1, 100):
+        wanted = frozenset(args.servers.split(","))
+        with servers(model, sklearn.__version__, wanted) as running:
+            for rows in [int(r) for r in args.rows.split(",")]:
                 script = WORK / f"post-{model.name}-{rows}.lua"
                 payload = body(model, rows)
                 script.write_text(
@@ -524,16 +540,27 @@ def report(
             )
     print(f"{'raw-ort':18} {'-':>3} {raw.rps:8.0f} {'':9} {raw.p50_us:9.1f} {raw.p99_us:9.1f}")
     top = max(concurrencies)
+    names = {server.name for server in running}
+    if "flywheel" not in names:
+        return
     ours = med("flywheel", top, "rps")
     for peer in ("mlserver-sklearn", "mlserver-ort", "fastapi-ort"):
-        print(f"throughput c={top}: flywheel / {peer} = {ours / med(peer, top, 'rps'):.2f}x")
-    floor = med("floor", 1, "p50_us")
-    print(
-        f"p50 c=1: flywheel / floor = {med('flywheel', 1, 'p50_us') / floor:.2f}x "
-        f"(additive {med('flywheel', 1, 'p50_us') - raw.p50_us:.0f} µs over raw ORT)"
-    )
-    cost = med("flywheel", 1, "p50_us") / med("flywheel-nomon", 1, "p50_us") - 1
-    print(f"monitoring cost at c=1: p50 {cost:+.1%} versus --no-monitoring")
+        if peer in names:
+            print(f"throughput c={top}: flywheel / {peer} = {ours / med(peer, top, 'rps'):.2f}x")
+    if "floor" in names:
+        floor = med("floor", 1, "p50_us")
+        print(
+            f"p50 c=1: flywheel / floor = {med('flywheel', 1, 'p50_us') / floor:.2f}x "
+            f"(additive {med('flywheel', 1, 'p50_us') - raw.p50_us:.0f} µs over raw ORT)"
+        )
+    if "flywheel-nomon" in names:
+        for c in concurrencies:
+            cost = med("flywheel", c, "p50_us") / med("flywheel-nomon", c, "p50_us") - 1
+            speed = med("flywheel", c, "rps") / med("flywheel-nomon", c, "rps") - 1
+            print(
+                f"monitoring cost at c={c}: p50 {cost:+.1%}, throughput {speed:+.1%} "
+                "versus --no-monitoring"
+            )
     sys.stdout.flush()
 
 

@@ -1,9 +1,11 @@
 """Monitoring counters on the training baseline's bins: features, predictions, label feedback.
 
-Counts live in plain arrays, updated per request with a few vectorised numpy operations for
-large batches or a handful of list increments for a few rows (a per-value `Counter.inc` would
-cost more than the inference), and are exposed at scrape time by a custom collector. The series
-are fixed by the baseline (features x bins, classes), never by traffic.
+Requests are taken as they are answered and counted in batches (`FLUSH_ROWS` rows or
+`FLUSH_REQUESTS` requests), and always before a scrape, with a few vectorised numpy calls per
+batch: a per-value `Counter.inc` would cost more than the inference, and even one numpy pass per
+request costs more in call overhead than in counting. Counts live in plain arrays, exposed at
+scrape time by a custom collector. The series are fixed by the baseline (features x bins,
+classes), never by traffic.
 
 Binning (the `flywheel.dev/stats/v1` rule, docs/stats-format.md): a numeric value falls in
 position 0 (underflow, below the first edge), 1..B (bin i holds `edges[i-1] <= x < edges[i]`,
@@ -15,7 +17,8 @@ is one of the baseline's top categories, as `__other__` when it is one of its ot
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,10 +34,16 @@ from flywheel_serving.bins import UNSEEN, CategoricalBins, NumericBins
 from flywheel_serving.metrics import bucket_label
 from flywheel_serving.model import Inputs, Prediction
 
+logger = logging.getLogger("flywheel_serving")
 SCORE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
 SCORE_ARRAY = np.array(SCORE_BUCKETS)
-SMALL = 16
-"""Up to this many rows, counting in Python beats numpy's per-call overhead."""
+FLUSH_ROWS = 1024
+"""Rows taken before they are counted. numpy's per-call cost (several µs a call with the cold
+caches of a server between requests) dwarfs its per-value cost, so one count per ~1,000 rows
+costs a fraction of one per request; a scrape counts whatever is pending first."""
+FLUSH_REQUESTS = 32
+"""Requests taken before they are counted, whatever their size: joining many tiny arrays costs
+more than it saves, and the count that one request in this many does stays short."""
 
 
 class Monitor:
@@ -74,15 +83,15 @@ class Monitor:
             [self.numeric.slots] + [len(c.labels) for c in self.categorical]
         ).tolist()
         slots = self.category_offsets[-1]
-        self.features, self._features = np.zeros(slots, dtype=np.int64), [0] * slots
+        self.features = np.zeros(slots, dtype=np.int64)
         self.classes = list(class_labels)
         label = (baseline or {}).get("label") or {}
         edges = (label.get("histogram") or {}).get("edges") if not self.classes else None
         self.prediction_bins = NumericBins.build([("prediction", list(edges))]) if edges else None
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         width = len(self.classes) + 1 if self.classes else self._prediction_slots()
-        self.predictions, self._predicted = np.zeros(width, dtype=np.int64), [0] * width
-        self.scores = [0] * len(SCORE_BUCKETS)
+        self.predictions = np.zeros(width, dtype=np.int64)
+        self.scores = np.zeros(len(SCORE_BUCKETS), dtype=np.int64)
         self.score_sum = 0.0
         self.rows = 0
         known = len(self.classes) + 1
@@ -90,54 +99,55 @@ class Monitor:
         self.labels = 0
         self.absolute_error = 0.0
         self.squared_error = 0.0
+        self._pending: list[tuple[Inputs, Prediction]] = []
+        self._pending_rows = 0
 
     def _prediction_slots(self) -> int:
         return self.prediction_bins.slots if self.prediction_bins is not None else 0
 
     def observe(self, inputs: Inputs, prediction: Prediction) -> None:
-        """Count one request's (or batch's) inputs and predictions."""
-        rows = inputs.rows
-        self.rows += rows
-        small = rows <= SMALL
+        """Take one request's (or batch's) inputs and predictions; they are counted in batches
+        (`FLUSH_ROWS` rows or `FLUSH_REQUESTS` requests), and always before a scrape, so scrapes
+        see every row."""
+        self._pending.append((inputs, prediction))
+        self._pending_rows += inputs.rows
+        if self._pending_rows >= FLUSH_ROWS or len(self._pending) >= FLUSH_REQUESTS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count everything taken so far: a few vectorised calls for the whole batch."""
+        if not self._pending:
+            return
+        parts, self._pending, self._pending_rows = self._pending, [], 0
+        inputs = parts[0][0] if len(parts) == 1 else Inputs.concatenate([i for i, _ in parts])
+        self.rows += inputs.rows
         if self.numeric.names:
             matrix = inputs.numeric if self._all_columns else inputs.numeric[:, self._columns]
-            if small:
-                self.numeric.count_rows(matrix.tolist(), self._features)
-            else:
-                self.features[: self.numeric.slots] += self.numeric.count(matrix.astype(np.float64))
-        counts = self._features
+            self.features[: self.numeric.slots] += self.numeric.count(matrix)
         for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
-            for value in inputs.categorical[bins.name].tolist():
-                counts[offset + bins.position(value)] += 1
-        if prediction.labels is not None and self.classes:  # no card, no class names to count
-            self._count_labels(prediction.labels)
-        if prediction.probabilities is not None and prediction.probabilities.size:
-            self._count_scores(prediction.probabilities, small)
-        if prediction.values is not None and self.prediction_bins is not None:
-            if small:
-                values = [[v] for v in prediction.values.tolist()]
-                self.prediction_bins.count_rows(values, self._predicted)
-            else:
-                column = prediction.values.astype(np.float64).reshape(-1, 1)
-                self.predictions += self.prediction_bins.count(column)
+            for value, seen in Counter(inputs.categorical[bins.name].tolist()).items():
+                self.features[offset + bins.position(value)] += seen
+        predictions = [p for _, p in parts]
+        if self.classes and predictions[0].labels is not None:  # no card: no class names
+            self._count_labels(_joined([p.labels for p in predictions]))
+        if predictions[0].probabilities is not None and predictions[0].probabilities.size:
+            self._count_scores(_joined([p.probabilities for p in predictions]))
+        if predictions[0].values is not None and self.prediction_bins is not None:
+            values = _joined([p.values for p in predictions])
+            self.predictions += self.prediction_bins.count(values.reshape(-1, 1))
 
     def _count_labels(self, labels: np.ndarray[Any, Any]) -> None:
         unseen = len(self.classes)
-        index, counts = self.class_index, self._predicted
-        for label in labels.tolist():  # a dict lookup per row beats sorting object arrays
-            counts[index.get(label if isinstance(label, str) else str(label), unseen)] += 1
+        index, counts = self.class_index, self.predictions
+        # Counting in C first, then one lookup per distinct label, beats sorting object arrays.
+        for label, seen in Counter(labels.tolist()).items():
+            counts[index.get(label if isinstance(label, str) else str(label), unseen)] += seen
 
-    def _count_scores(self, probabilities: np.ndarray[Any, Any], small: bool) -> None:
+    def _count_scores(self, probabilities: np.ndarray[Any, Any]) -> None:
         # float32 probabilities can sum to 1.0000001: clip, so every score has a bucket.
-        if small:
-            for row in probabilities.tolist():
-                score = min(max(row), 1.0)
-                self.scores[bisect_left(SCORE_BUCKETS, score)] += 1
-                self.score_sum += score
-            return
-        best = np.minimum(probabilities.max(axis=1), 1.0)
-        found = np.bincount(np.searchsorted(SCORE_ARRAY, best), minlength=len(SCORE_BUCKETS))
-        self.scores = [a + b for a, b in zip(self.scores, found.tolist(), strict=True)]
+        best = _row_max(probabilities)
+        np.minimum(best, 1.0, out=best)
+        self.scores += np.bincount(np.searchsorted(SCORE_ARRAY, best), minlength=len(SCORE_BUCKETS))
         self.score_sum += float(best.sum())
 
     def feedback(self, predicted: Sequence[Any], actual: Sequence[Any]) -> None:
@@ -156,6 +166,10 @@ class Monitor:
 
     def collect(self) -> Iterable[Metric]:
         """The counts as Prometheus metric families (called at scrape time)."""
+        try:
+            self.flush()
+        except Exception:  # a monitoring bug must not take /metrics down with it
+            logger.exception("counting the pending requests failed")
         base = [self.model, self.version]
         rows = CounterMetricFamily(
             "flywheel_monitored_rows",
@@ -171,7 +185,7 @@ class Monitor:
             "__unseen__, __null__).",
             labels=["model", "version", "feature", "bin"],
         )
-        counts = (self.features + np.asarray(self._features, dtype=np.int64)).tolist()
+        counts = self.features.tolist()
         for slot, (feature, bin_) in enumerate(self.numeric.labels()):
             values.add_metric([*base, feature, bin_], counts[slot])
         for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
@@ -182,7 +196,7 @@ class Monitor:
         yield from self._feedback(base)
 
     def _predictions(self, base: list[str]) -> Iterable[Metric]:
-        counts = (self.predictions + np.asarray(self._predicted, dtype=np.int64)).tolist()
+        counts = self.predictions.tolist()
         if self.classes:
             family = CounterMetricFamily(
                 "flywheel_predictions", "Predicted classes.", labels=["model", "version", "class"]
@@ -247,6 +261,24 @@ class Monitor:
             family = CounterMetricFamily(name, text, labels=["model", "version"])
             family.add_metric(base, total)
             yield family
+
+
+def _joined(arrays: list[np.ndarray[Any, Any] | None]) -> np.ndarray[Any, Any]:
+    present = [a for a in arrays if a is not None]
+    return present[0] if len(present) == 1 else np.concatenate(present)
+
+
+def _row_max(probabilities: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The highest probability of each row. numpy reduces a short axis slowly: for a few
+    classes, a running `maximum` over the columns is several times faster than `max(axis=1)`."""
+    classes = probabilities.shape[1]
+    if classes > 8:
+        found: np.ndarray[Any, Any] = probabilities.max(axis=1)
+        return found
+    best = probabilities[:, 0].copy()
+    for column in range(1, classes):
+        np.maximum(best, probabilities[:, column], out=best)
+    return best
 
 
 def info_metric(model: str, version: str, sha256: str, ready: bool) -> Iterable[Metric]:

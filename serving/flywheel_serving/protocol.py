@@ -193,15 +193,9 @@ def _matrix(tensor: tuple[str, list[int], str, Any], model: Model) -> Inputs:
             f"({', '.join(order)})"
         )
     if datatype != "BYTES" and len(model.numeric) == len(order):
-        # The short path: every feature numeric, one conversion. JSON has no NaN, so a missing
-        # value can only be a null: scanning the lists for None is cheaper than a numpy check.
-        if None in data or any(type(row) is list and None in row for row in data):
-            flat = np.array(_flatten(data), dtype=object)
-            position = int(np.flatnonzero(flat == None)[0])  # noqa: E711 (elementwise)
-            raise Unprocessable(
-                f"input {name}: feature {order[position % width]} has a missing value at row "
-                f"{position // width}; the model was trained without missing values"
-            )
+        # The short path: every feature numeric, one conversion. JSON has no NaN (the parser
+        # refuses it), so a NaN after the conversion can only be a null: one vectorised check
+        # instead of a Python scan of every value.
         try:
             matrix = np.asarray(data, dtype=np.float32)
         except (ValueError, TypeError):
@@ -210,6 +204,13 @@ def _matrix(tensor: tuple[str, list[int], str, Any], model: Model) -> Inputs:
             raise BadRequest(f"input {name}: {matrix.size} values do not fill shape {shape}")
         if matrix.size == 0:
             raise BadRequest(f"input {name}: no rows")
+        missing = np.isnan(matrix)
+        if missing.any():
+            position = int(np.flatnonzero(missing)[0])
+            raise Unprocessable(
+                f"input {name}: feature {order[position % width]} has a missing value at row "
+                f"{position // width}; the model was trained without missing values"
+            )
         return Inputs(matrix.reshape(shape[0], width), {}, shape[0])
     if datatype != "BYTES":
         raise Unprocessable(
