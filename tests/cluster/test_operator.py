@@ -40,6 +40,7 @@ def test_first_visit_writes_observed_generation_and_conditions(
             "Dataset": {("True", "False")},  # ingested
             "TrainingRun": {("False", "True")},  # waiting for its Dataset to be ready
             "ModelVersion": {("True", "False")},  # registered (NoVerdict: made by hand)
+            "ModelDeployment": {("False", "True")},  # waiting for a validated version
         }.get(kind, set())
         assert (ready, reconciling) in allowed, obj["status"]
         stalled = condition(obj, "Stalled")
