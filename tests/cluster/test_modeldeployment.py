@@ -153,6 +153,7 @@ def test_serves_rolls_out_without_errors_and_rolls_back_a_tampered_version(
             raise AssertionError(f"v2 never rolled out: {md['status']}")
         assert seen_in_between, "targetVersion showed the rollout while v1 still served"
         time.sleep(8)  # old pods finish their shutdown delay while traffic goes on
+    print(f"rollout v1 -> v2: {traffic.total} requests, {traffic.answers}, {traffic.errors}")
     assert traffic.errors == [], traffic.errors[:5]
     assert traffic.answers["1"] > 0, traffic.answers
     assert traffic.answers["2"] > 0, traffic.answers
@@ -193,6 +194,7 @@ def test_serves_rolls_out_without_errors_and_rolls_back_a_tampered_version(
             what="the Deployment rendered for v2 again",
         )
         time.sleep(3)
+    print(f"failed rollout of v3: {traffic.total} requests, {traffic.answers}, {traffic.errors}")
     assert traffic.errors == [], traffic.errors[:5]
     assert set(traffic.answers) == {"2"}, traffic.answers
     md = _serving(k, "iris", 2, 2)
