@@ -92,6 +92,12 @@ def post(url: str, body: dict[str, Any], timeout: float = 5) -> tuple[int, dict[
         return error.code, json.loads(error.read() or b"{}")
 
 
+def get_text(url: str, timeout: float = 5) -> str:
+    """GET a text resource (a pod's /metrics)."""
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        return str(answer.read().decode())
+
+
 def infer_body(examples: dict[str, Any]) -> dict[str, Any]:
     """An OIP v2 request with the recorded example rows (one tensor per feature)."""
     columns = list(zip(*examples["rows"], strict=True))

@@ -18,6 +18,7 @@ from tests.cluster.lifecycle import (
     cond,
     dataset_ready,
     get,
+    get_text,
     infer_body,
     post,
     ready_endpoints,
@@ -127,7 +128,7 @@ def test_serves_rolls_out_without_errors_and_rolls_back_a_tampered_version(
         assert [str(label) for label in labels] == examples["labels"]
         expected = np.array(examples["probabilities"]).ravel()
         np.testing.assert_allclose(probabilities, expected, atol=1e-5)
-        metrics = post_metrics(address)
+        metrics = get_text(f"http://{address}/metrics")
         assert 'model="iris",version="1"' in metrics
         assert "flywheel_feature_values_total" in metrics
 
@@ -201,14 +202,6 @@ def test_serves_rolls_out_without_errors_and_rolls_back_a_tampered_version(
     assert cond(md, "Ready")["status"] == "True"
     assert cond(md, "Degraded")["reason"] == "RollbackPerformed", "v3 is not retried"
     assert md["status"]["failedRollout"]["generation"] == md["metadata"]["generation"]
-
-
-def post_metrics(address: str) -> str:
-    """The pod's /metrics text."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as answer:
-        return str(answer.read().decode())
 
 
 def test_latest_validated_follows_validated_versions_and_refuses_others(

@@ -21,6 +21,7 @@ from flywheel.api.modeldeployment import ModelDeploymentSpec
 from flywheel.conditions import Verdict
 from flywheel.handlers.context import OperatorContext
 from flywheel.handlers.outcome import apply
+from flywheel.handlers.registry import model_versions
 from flywheel.kube import Kube, namespaced
 from flywheel.modeldeployments import Plan, links, plan
 from flywheel.podhttp import get_text
@@ -57,15 +58,6 @@ def _path(namespace: str, kind: str, name: str) -> str:
     return namespaced(api, namespace, plural, name)
 
 
-async def versions_of(kube: Kube, namespace: str, model: str) -> list[dict[str, Any]]:
-    """The model's ModelVersions."""
-    selector = quote(f"{API_GROUP}/model={model}")
-    found = await kube.get(
-        namespaced(GROUP_VERSION, namespace, "modelversions") + f"?labelSelector={selector}"
-    )
-    return [v for v in found.get("items", []) if v.get("spec", {}).get("model") == model]
-
-
 async def _failure(kube: Kube, namespace: str, name: str, version: int) -> Verdict:
     selector = quote(selector_string(name))
     pods = await kube.get(namespaced("v1", namespace, "pods") + f"?labelSelector={selector}")
@@ -85,7 +77,7 @@ async def step(
     """Read, decide, apply the children and the version links; the plan (its Outcome unwritten)."""
     meta = md["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    versions = await versions_of(kube, namespace, spec.model)
+    versions = await model_versions(kube, namespace, spec.model)
     deployment = await kube.get_or_none(_path(namespace, "Deployment", child_name(name)))
     failure = None
     rendered = rendered_version(deployment)
@@ -199,7 +191,7 @@ async def _restore_deployment(
     version = next(
         (
             v
-            for v in await versions_of(kube, namespace, spec.model)
+            for v in await model_versions(kube, namespace, spec.model)
             if v["spec"]["version"] == number
         ),
         None,
@@ -217,7 +209,7 @@ async def unlink_deleted(event: kopf.RawEvent, memo: OperatorContext, **_: Any) 
     model = (obj.get("spec") or {}).get("model")
     if model:
         await _link(
-            memo.kube, namespace, name, None, await versions_of(memo.kube, namespace, model)
+            memo.kube, namespace, name, None, await model_versions(memo.kube, namespace, model)
         )
 
 
@@ -234,7 +226,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             registry=registry,
         )(restore)
     kopf.on.event(
-        GROUP_VERSION.split("/")[0],
+        API_GROUP,
         API_VERSION,
         "modeldeployments",
         id="unlink-deleted",

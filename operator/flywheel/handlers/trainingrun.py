@@ -25,6 +25,7 @@ from flywheel.conditions import Verdict, raw_condition
 from flywheel.datasets import render_artifacts_claim
 from flywheel.handlers.context import OperatorContext
 from flywheel.handlers.outcome import apply
+from flywheel.handlers.registry import model_versions
 from flywheel.jobresult import Outcome, job_finished, read_result
 from flywheel.kube import Conflict, Kube, namespaced
 from flywheel.runoutcomes import (
@@ -144,15 +145,7 @@ async def _champion(
                 GROUP_VERSION, namespace, "modeldeployments", gates.compare_to.deployment_ref.name
             )
         )
-    return select_champion(spec, deployment, await _versions(kube, namespace, spec.model))
-
-
-async def _versions(kube: Kube, namespace: str, model: str) -> list[dict[str, Any]]:
-    selector = quote(f"{API_GROUP}/model={model}")
-    found = await kube.get(
-        namespaced(GROUP_VERSION, namespace, "modelversions") + f"?labelSelector={selector}"
-    )
-    return [v for v in found.get("items", []) if v.get("spec", {}).get("model") == model]
+    return select_champion(spec, deployment, await model_versions(kube, namespace, spec.model))
 
 
 async def register(
@@ -173,7 +166,9 @@ async def register(
         )
         if mine.get("items"):
             return str(mine["items"][0]["metadata"]["name"])
-        existing = [int(v["spec"]["version"]) for v in await _versions(kube, namespace, spec.model)]
+        existing = [
+            int(v["spec"]["version"]) for v in await model_versions(kube, namespace, spec.model)
+        ]
         version = next_version(existing)
         for _ in range(MAX_ALLOCATION_ATTEMPTS):
             rendered = render_model_version(dict(body), spec, result, version, pinned)
