@@ -64,6 +64,10 @@ DEVCLUSTER := PYTHONPATH=hack $(BIN)/python -m devcluster
 k8s-binaries: ## Build (or reuse) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm.
 	bash hack/build-k8s.sh
 
+.PHONY: prometheus
+prometheus: $(STAMP) ## Fetch Debian's prometheus package into the user cache (for the monitor tests).
+	$(BIN)/python -c "from tests.support.prometheus import ensure_prometheus; print(ensure_prometheus())"
+
 .PHONY: cluster-up
 cluster-up: $(STAMP) ## Start the local cluster (reused when already running).
 	$(DEVCLUSTER) up --dir $(CLUSTER_DIR)

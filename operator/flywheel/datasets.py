@@ -65,9 +65,13 @@ class IngestPlan:
 
 
 def ingest_due(
-    spec: DatasetSpec, status: DatasetStatus, generation: int, now: datetime
+    spec: DatasetSpec,
+    status: DatasetStatus,
+    generation: int,
+    now: datetime,
+    requested: str | None = None,
 ) -> IngestPlan | None:
-    """Whether to start an ingest now, and why."""
+    """Whether to start an ingest now, and why (`requested`: the refresh annotation's value)."""
     last = status.last_ingest
     if last is None:
         return IngestPlan("Created", f"g{generation}")
@@ -79,11 +83,18 @@ def ingest_due(
         last.retries
     ):
         return IngestPlan("Retry", f"g{generation}r{last.retries}")
+    if requested and requested != status.last_handled_refresh_at:
+        tick = hashlib.sha256(requested.encode()).hexdigest()[:8]
+        return IngestPlan("Requested", f"g{generation}q{tick}")
     if spec.refresh is not None:
         due = next_refresh(spec.refresh, status.last_checked or last.completion_time)
         if now >= due:
             return IngestPlan("Refresh", f"g{generation}t{int(due.timestamp())}")
     return None
+
+
+REFRESH_REQUESTED = f"{API_GROUP}/refresh-requested-at"
+"""Annotation asking for an ingest now; any new value (a timestamp by convention) asks again."""
 
 
 def job_name(dataset: str, plan: IngestPlan) -> str:

@@ -19,14 +19,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
+from croniter import croniter
+
+from flywheel.api.common import API_GROUP, API_VERSION
 from flywheel.api.modelmonitor import ModelMonitorSpec, RetrainRecord
+from flywheel.conditions import READY, RECONCILING, STALLED, ConditionUpdate, raw_condition
+from flywheel.evaluations import Assessment, Trigger, Verdict
+from flywheel.podspec import owner_reference
 
-Verdict = Literal["NoDrift", "Drift", "Decay", "InsufficientData"]
+__all__ = ["RetrainDecision", "Trigger", "Verdict", "consecutive", "decide", "duration"]
+
 Action = Literal["None", "Create", "Suggest", "WaitForNewData", "Blocked"]
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 DAY = timedelta(hours=24)
+DRIFT_DETECTED, WAITING_FOR_NEW_DATA = "DriftDetected", "WaitingForNewData"
+MONITOR_LABEL = f"{API_GROUP}/modelmonitor"
+REASON_LABEL = f"{API_GROUP}/retrain-reason"
+SCORE_LABEL = f"{API_GROUP}/retrain-score"
+MESSAGE_ANNOTATION = f"{API_GROUP}/retrain-message"
+Obj = dict[str, Any]
 
 
 def duration(text: str) -> timedelta:
@@ -35,15 +48,6 @@ def duration(text: str) -> timedelta:
     if not parts or "".join(a + b for a, b in parts) != text:
         raise ValueError(f"not a duration: {text!r}")
     return timedelta(seconds=sum(float(amount) * _UNITS[unit] for amount, unit in parts))
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """Why a retraining is wanted: `DataDrift`, `PredictionDrift`, `PerformanceDecay` or
-    `Schedule`, and the scores behind it."""
-
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,151 @@ def decide(
         record,
         [*day, record][-100:],
     )
+
+
+def schedule_due(spec: ModelMonitorSpec, since: datetime, now: datetime) -> bool:
+    """Whether the cron schedule fired after `since` (the last scheduled retraining, or the
+    monitor's creation)."""
+    if spec.schedule is None:
+        return False
+    fired: datetime = croniter(spec.schedule, since).get_next(datetime)
+    return fired <= now
+
+
+def run_number(name: str, run: str) -> int | None:
+    """N of a run named `<monitor>-retrain-<N>`, else None."""
+    prefix = f"{name}-retrain-"
+    tail = run[len(prefix) :] if run.startswith(prefix) else ""
+    return int(tail) if tail.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An Event to post."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """The status fields, conditions and Events of one evaluation."""
+
+    status: dict[str, Any]
+    conditions: list[ConditionUpdate]
+    events: list[Event]
+
+
+def report(
+    previous: dict[str, Any],
+    assessment: Assessment,
+    decision: RetrainDecision,
+    *,
+    serving_version: int,
+    retrains: int,
+) -> Report:
+    """What one evaluation writes, and the Events of its transitions."""
+    evaluation = assessment.evaluation
+    trigger = assessment.trigger
+    status: dict[str, Any] = {
+        "lastEvaluation": evaluation.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        "servingVersion": serving_version,
+        "consecutiveDriftEvaluations": decision.consecutive,
+        "lastDecision": {
+            "action": decision.action,
+            "reason": decision.reason,
+            "message": decision.message[:253],
+        },
+        "retrains": retrains,
+        "recentRetrains": [
+            r.model_dump(by_alias=True, exclude_none=True, mode="json") for r in decision.recent
+        ],
+    }
+    if decision.record is not None:
+        status["lastRetrain"] = decision.record.model_dump(
+            by_alias=True, exclude_none=True, mode="json"
+        )
+    summary = f"{evaluation.samples} predictions in the last {evaluation.window}"
+    if evaluation.verdict == "InsufficientData":
+        drift = ConditionUpdate(
+            DRIFT_DETECTED,
+            "Unknown",
+            "InsufficientData",
+            f"{summary}; at least {assessment.min_samples} are needed for a verdict.",
+        )
+    elif trigger is not None and evaluation.verdict in ("Drift", "Decay"):
+        drift = ConditionUpdate(DRIFT_DETECTED, "True", trigger.reason, trigger.message)
+    else:
+        drift = ConditionUpdate(DRIFT_DETECTED, "False", "NoDrift", f"{summary}: no drift.")
+    waiting = decision.action == "WaitForNewData"
+    conditions = [
+        ConditionUpdate(READY, "True", "Evaluated", f"Verdict {evaluation.verdict}: {summary}."),
+        ConditionUpdate(RECONCILING, "False", "Evaluated", "The latest window was evaluated."),
+        ConditionUpdate(STALLED, "False", "Evaluated", "The latest window was evaluated."),
+        drift,
+        ConditionUpdate(
+            WAITING_FOR_NEW_DATA,
+            "True" if waiting else "False",
+            "WaitingForNewData" if waiting else "NotWaiting",
+            decision.message if waiting else "Retraining does not wait for new data.",
+        ),
+    ]
+    return Report(status, conditions, _events(previous, drift, decision))
+
+
+def _events(
+    previous: dict[str, Any], drift: ConditionUpdate, decision: RetrainDecision
+) -> list[Event]:
+    events = []
+    before = raw_condition(previous, DRIFT_DETECTED).get("status")
+    if drift.status == "True" and before != "True":
+        events.append(Event("Warning", "DriftDetected", drift.message))
+    elif drift.status == "False" and before == "True":
+        events.append(Event("Normal", "DriftResolved", drift.message))
+    last = (previous.get("lastDecision") or {}).get("reason")
+    if decision.action == "Create":
+        events.append(
+            Event(
+                "Normal", "RetrainTriggered", f"TrainingRun {decision.run_name}: {decision.message}"
+            )
+        )
+    elif decision.action == "Suggest":
+        events.append(Event("Normal", "RetrainSuggested", decision.message))
+    elif decision.action in ("Blocked", "WaitForNewData") and last != decision.reason:
+        events.append(Event("Normal", decision.reason, decision.message))
+    return events
+
+
+def render_retrain_run(
+    monitor: Obj, spec: ModelMonitorSpec, decision: RetrainDecision, dataset_version: str | None
+) -> Obj:
+    """The retraining TrainingRun: the template, pinned to the Dataset's latest version (or,
+    when the Dataset has none yet, to the version current when the run starts)."""
+    assert spec.retrain is not None
+    assert decision.run_name is not None
+    body = spec.retrain.template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    body["datasetRef"].pop("version", None)
+    if dataset_version:
+        body["datasetRef"]["version"] = dataset_version
+    top = decision.message.split(": ", 1)[-1].split(",")[0]
+    score = top.split("=")[-1] if "=" in top else ""
+    labels = {
+        "app.kubernetes.io/managed-by": "flywheel",
+        MONITOR_LABEL: monitor["metadata"]["name"],
+        REASON_LABEL: decision.reason,
+    }
+    if score and all(c.isalnum() or c in ".-_" for c in score):
+        labels[SCORE_LABEL] = score[:63]
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "TrainingRun",
+        "metadata": {
+            "name": decision.run_name,
+            "namespace": monitor["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": {MESSAGE_ANNOTATION: decision.message[:1000]},
+            "ownerReferences": [{**owner_reference(monitor, "ModelMonitor"), "controller": True}],
+        },
+        "spec": body,
+    }

@@ -7,17 +7,18 @@ read samples back. Nothing is registered at import time.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class OperatorMetrics:
-    """Reconcile counts, durations and errors per kind."""
+    """Reconcile counts, durations and errors per kind; ModelMonitor scores and decisions."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -40,6 +41,78 @@ class OperatorMetrics:
             ["kind", "reason"],
             registry=registry,
         )
+
+        monitor = ["namespace", "monitor"]
+        self.drift_score = Gauge(
+            "flywheel_drift_score",
+            "The latest drift score of each monitored feature, by method.",
+            [*monitor, "feature", "method"],
+            registry=registry,
+        )
+        self.prediction_drift_score = Gauge(
+            "flywheel_prediction_drift_score",
+            "The latest prediction drift score, by method.",
+            [*monitor, "method"],
+            registry=registry,
+        )
+        self.performance = Gauge(
+            "flywheel_monitor_performance",
+            "The latest labelled performance (accuracy or mae) over the window.",
+            [*monitor, "metric"],
+            registry=registry,
+        )
+        self.window_samples = Gauge(
+            "flywheel_monitor_window_samples",
+            "Predictions in the latest evaluation's window.",
+            monitor,
+            registry=registry,
+        )
+        self.drift_detected = Gauge(
+            "flywheel_monitor_drift_detected",
+            "1 while the latest evaluation saw drift or decay, 0 when not, -1 without a verdict.",
+            monitor,
+            registry=registry,
+        )
+        self.retrain_decisions = Counter(
+            "flywheel_retrain_decisions_total",
+            "Retraining decisions by action (Create, Suggest, WaitForNewData, Blocked) and reason.",
+            [*monitor, "action", "reason"],
+            registry=registry,
+        )
+        self._series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+
+    def record_scores(
+        self,
+        namespace: str,
+        monitor: str,
+        features: dict[str, float],
+        method: str,
+        prediction: tuple[str, float] | None,
+    ) -> None:
+        """Set a monitor's feature scores; series of features no longer scored are removed."""
+        key = (namespace, monitor)
+        fresh: set[tuple[str, ...]] = {(namespace, monitor, name, method) for name in features}
+        for stale in self._series.get(key, set()) - fresh:
+            self.drift_score.remove(*stale)
+        for name, value in features.items():
+            self.drift_score.labels(namespace, monitor, name, method).set(value)
+        self._series[key] = fresh
+        if prediction is not None:
+            self.prediction_drift_score.labels(namespace, monitor, prediction[0]).set(prediction[1])
+
+    def forget_monitor(self, namespace: str, monitor: str) -> None:
+        """Remove every gauge series of a deleted monitor."""
+        for labels in self._series.pop((namespace, monitor), set()):
+            self.drift_score.remove(*labels)
+        for gauge in (self.prediction_drift_score, self.performance):
+            for metric in gauge.collect():
+                for sample in metric.samples:
+                    found = sample.labels
+                    if found.get("namespace") == namespace and found.get("monitor") == monitor:
+                        gauge.remove(*found.values())
+        for gauge in (self.window_samples, self.drift_detected):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, monitor)
 
     @contextmanager
     def timed(self, kind: str) -> Iterator[None]:

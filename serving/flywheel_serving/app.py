@@ -57,6 +57,8 @@ class Loaded:
     sha256: str
     monitor: Monitor | None
     batcher: Batcher | None
+    baseline: bytes | None = None
+    """The baseline document the monitor bins on (served for the ModelMonitor)."""
 
 
 class ServingApp:
@@ -93,6 +95,7 @@ class ServingApp:
                 intra_op_threads=config.intra_op_threads,
             )
             monitor = None
+            baseline = None
             if config.monitoring:
                 baseline = await asyncio.to_thread(self._baseline)
                 monitor = Monitor(
@@ -118,7 +121,8 @@ class ServingApp:
                 config.max_latency_ms / 1000,
                 self.metrics.batch.observe,
             )
-        self.loaded = Loaded(model, sha256, monitor, batcher)
+        document = orjson.dumps(baseline) if baseline is not None else None
+        self.loaded = Loaded(model, sha256, monitor, batcher, document)
         logger.info(
             "model %s version %s ready (sha256 %s, %d features, %s)",
             config.model_name,
@@ -248,6 +252,8 @@ class ServingApp:
             return "infer", self._require(method, "POST", self._infer)
         if tail == ["feedback"]:
             return "feedback", self._require(method, "POST", self._feedback)
+        if tail == ["baseline"]:
+            return "metadata", self._require(method, "GET", self._baseline_document)
         raise NotFound(f"no endpoint {path}")
 
     def _model_named(self, name: str, version: str | None) -> None:
@@ -349,6 +355,13 @@ class ServingApp:
             "parameters": {"task": model.task, "class_labels": model.class_labels},
         }
         return 200, orjson.dumps(body), JSON
+
+    async def _baseline_document(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        document = self._serving_model().baseline
+        if document is None:
+            why = "monitoring is off" if not self.config.monitoring else "no --stats-uri was given"
+            raise NotFound(f"model {self.config.model_name} has no baseline: {why}")
+        return 200, document, JSON
 
     async def _predict(self, loaded: Loaded, inputs: Inputs) -> Prediction:
         started = time.perf_counter()

@@ -30,8 +30,15 @@ class NumericBins:
     @classmethod
     def build(cls, features: Sequence[tuple[str, list[float]]]) -> NumericBins:
         """From (name, edges) pairs; each feature gets len(edges) + 1 positions plus null."""
-        # The last edge moves to the next float up: `x <= last` then sorts below it.
-        shifted = [[*e[:-1], float(np.nextafter(e[-1], np.inf))] for _, e in features]
+        # Values arrive as float32 (the model's input type), edges were computed on float64
+        # data: compare in float32, or a value equal to an edge (ties are common in real data,
+        # e.g. 0.2 as a quantile) rounds up past it and lands one bin too high. The last edge
+        # moves to the next float32 up: `x <= last` then sorts below it.
+        top = np.float32(np.inf)
+        shifted = [
+            [*(float(np.float32(x)) for x in e[:-1]), float(np.nextafter(np.float32(e[-1]), top))]
+            for _, e in features
+        ]
         bounds = np.array(
             [
                 key

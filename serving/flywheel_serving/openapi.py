@@ -76,6 +76,11 @@ def document(model: str) -> dict[str, Any]:
         "summary": "Whether the model is ready.",
         "responses": {"200": _json({"type": "object"}, "Ready."), **_errors(404, 503)},
     }
+    baseline = {
+        "summary": "The training baseline the feature metrics are binned on "
+        "(flywheel.dev/stats/v1), for the ModelMonitor.",
+        "responses": {"200": _json({"type": "object"}, "The baseline."), **_errors(404, 503)},
+    }
     paths: dict[str, Any] = {
         "/v2/health/live": {
             "get": {
@@ -135,6 +140,7 @@ def document(model: str) -> dict[str, Any]:
         paths[f"{prefix}/ready"] = {"get": {**ready, "parameters": parameters}}
         paths[f"{prefix}/infer"] = {"post": {**infer, "parameters": parameters}}
         paths[f"{prefix}/feedback"] = {"post": {**feedback, "parameters": parameters}}
+        paths[f"{prefix}/baseline"] = {"get": {**baseline, "parameters": parameters}}
     tensor = {
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,8 @@ class Traffic:
     service: str
     path: str
     body: dict[str, Any]
+    make_body: Callable[[], dict[str, Any]] | None = None
+    """Draws each request's body (else `body` every time)."""
     answers: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     _endpoints: list[str] = field(default_factory=list)
@@ -156,7 +159,8 @@ class Traffic:
         while not self._stop.is_set():
             target = random.choice(self._endpoints)
             try:
-                status, answer = post(f"http://{target}{self.path}", self.body)
+                body = self.make_body() if self.make_body is not None else self.body
+                status, answer = post(f"http://{target}{self.path}", body)
             except (OSError, ValueError) as error:
                 self.errors.append(f"{target}: {type(error).__name__}: {error}")
                 continue

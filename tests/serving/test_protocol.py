@@ -48,6 +48,7 @@ def test_health_metadata_and_openapi(serve: ServerFactory, iris: Artifacts) -> N
             assert [o["name"] for o in metadata["outputs"]] == ["label", "probabilities"]
             assert metadata["outputs"][1]["shape"] == [-1, 3]
             assert http.get(f"{prefix}/ready").json() == {"name": "iris", "ready": True}
+            assert http.get(f"{prefix}/baseline").json() == iris.stats
         document = http.get("/v2/openapi.json").json()
         assert document["openapi"].startswith("3.")
         assert "/v2/models/{model_name}/versions/{model_version}/infer" in document["paths"]
@@ -343,3 +344,11 @@ def test_stop_signal_turns_unready_but_keeps_answering_for_the_shutdown_delay(
     assert server.process.poll() is None, "still listening during the delay"
     assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
     assert "closing in 2.0 s" in server.output()
+
+
+def test_baseline_is_a_404_without_monitoring(serve: ServerFactory, iris: Artifacts) -> None:
+    server = serve(iris, "iris", no_monitoring=True)
+    with server.client() as http:
+        answer = http.get("/v2/models/iris/baseline")
+        assert answer.status_code == 404
+        assert "monitoring is off" in answer.json()["error"]

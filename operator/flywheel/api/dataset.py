@@ -235,7 +235,7 @@ class DatasetVersionRecord(ApiModel):
     """When the version was published."""
 
 
-IngestTrigger = Literal["Created", "SpecChanged", "Refresh", "Retry"]
+IngestTrigger = Literal["Created", "SpecChanged", "Refresh", "Retry", "Requested"]
 IngestResult = Literal[
     "Published", "Unchanged", "SourceUnavailable", "ParseError", "ValidationFailed", "Failed"
 ]
@@ -248,7 +248,9 @@ class IngestAttempt(ApiModel):
     """The ingest Job."""
 
     trigger: IngestTrigger
-    """Why it ran: `Created`, `SpecChanged`, `Refresh` or `Retry` (after SourceUnavailable)."""
+    """Why it ran: `Created`, `SpecChanged`, `Refresh`, `Retry` (after SourceUnavailable) or
+    `Requested` (the annotation `flywheel.dev/refresh-requested-at` changed, e.g. by a
+    ModelMonitor waiting for new data)."""
 
     generation: int = Field(ge=0)
     """The Dataset generation it ingested."""
@@ -301,3 +303,7 @@ class DatasetStatus(StatusBase):
 
     last_ingest: IngestAttempt | None = None
     """The latest ingest attempt."""
+
+    last_handled_refresh_at: Annotated[str, Field(max_length=64)] | None = None
+    """The value of the annotation `flywheel.dev/refresh-requested-at` that the latest
+    requested ingest answered (as Flux's `lastHandledReconcileAt`)."""

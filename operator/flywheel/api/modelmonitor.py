@@ -37,6 +37,14 @@ class PrometheusSource(ApiModel):
     url: Annotated[Uri, Field(pattern=r"^https?://.+")]
     """The server's base URL, e.g. `http://prometheus.monitoring:9090`."""
 
+    matchers: dict[
+        Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")],
+        Annotated[str, Field(max_length=253)],
+    ] = Field(default_factory=dict, max_length=8)
+    """Extra label matchers added to every query, e.g. `{namespace: ml}` when several
+    namespaces serve a model of the same name. Series are always filtered by `model` and
+    `version` (labels the serving pods export)."""
+
 
 class MetricsSource(ApiModel):
     """Where serving metrics are read from."""
@@ -254,11 +262,37 @@ class RetrainRecord(ApiModel):
     """The scores that caused it."""
 
 
+class Decision(ApiModel):
+    """What the latest evaluation decided about retraining, and why."""
+
+    action: Literal["None", "Create", "Suggest", "WaitForNewData", "Blocked"]
+    """`Create`: a TrainingRun was created; `Suggest`: recorded only; `WaitForNewData`: the
+    Dataset was asked to refresh; `Blocked`: a guardrail held; `None`: nothing called for it."""
+
+    reason: Annotated[str, Field(max_length=63)]
+    """`NoTrigger`, `Observing`, `RunInFlight`, `Cooldown`, `DailyBudget`,
+    `WaitingForNewData`, or the trigger (`DataDrift`, `PredictionDrift`, `PerformanceDecay`,
+    `Schedule`)."""
+
+    message: ShortText
+    """A sentence for people."""
+
+
 class ModelMonitorStatus(StatusBase):
     """The observed state.
 
     Conditions: Ready, Reconciling, Stalled, DriftDetected, WaitingForNewData.
     """
+
+    serving_version: int | None = Field(default=None, ge=1)
+    """The ModelVersion the latest evaluation watched (the deployment's serving version)."""
+
+    last_decision: Decision | None = None
+    """The latest retraining decision."""
+
+    retrains: int | None = Field(default=None, ge=0)
+    """Retraining decisions so far; the next TrainingRun is `<monitor>-retrain-<retrains+1>`,
+    so a decision re-taken after an operator restart finds the run it created."""
 
     last_evaluation: Evaluation | None = None
     """The most recent evaluation."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import kopf
 
-from flywheel.api.kinds import DATASET, MODEL_DEPLOYMENT, TRAINING_RUN
-from flywheel.handlers import dataset, modeldeployment, modelversion, trainingrun
+from flywheel.api.kinds import DATASET, MODEL_DEPLOYMENT, MODEL_MONITOR, TRAINING_RUN
+from flywheel.handlers import dataset, modeldeployment, modelmonitor, modelversion, trainingrun
 from flywheel.handlers.lifecycle import register_lifecycle
 from flywheel.handlers.reconcile import register_kinds, register_timer
 from flywheel.runoutcomes import finished
@@ -27,9 +27,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             "TrainingRun": trainingrun.work,
             "ModelVersion": modelversion.work,
             "ModelDeployment": modeldeployment.work,
+            "ModelMonitor": modelmonitor.work,
         },
     )
     modeldeployment.register(registry)
+    modelmonitor.register(registry)
     # Follow running Jobs, refresh schedules, retry back-offs and Datasets a run waits for.
     register_timer(registry, DATASET, dataset.work, interval=settings.poll_seconds)
     register_timer(
@@ -41,4 +43,6 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     )
     # Follow rollouts and newly validated versions (LatestValidated).
     register_timer(registry, MODEL_DEPLOYMENT, modeldeployment.work, interval=settings.poll_seconds)
+    # Evaluate each monitor every spec.interval (checked at every tick).
+    register_timer(registry, MODEL_MONITOR, modelmonitor.work, interval=settings.poll_seconds)
     return registry

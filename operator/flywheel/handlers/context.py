@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from flywheel.kube import Kube
 from flywheel.opmetrics import OperatorMetrics
 from flywheel.settings import OperatorSettings
+from flywheel.windows import PodWindow
 
 
 @dataclass
@@ -21,6 +23,10 @@ class OperatorContext:
     metrics: OperatorMetrics
     _kube: Kube | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    windows: dict[str, PodWindow] = field(default_factory=dict)
+    """The `Pods` metrics source's snapshots, per monitor UID and serving version."""
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Baseline documents read from serving pods, per ModelVersion UID (immutable)."""
 
     @property
     def kube(self) -> Kube:

@@ -21,6 +21,7 @@ from flywheel.conditions import (
     ConditionUpdate,
 )
 from flywheel.datasets import (
+    REFRESH_REQUESTED,
     ingest_due,
     job_name,
     outcome,
@@ -56,7 +57,8 @@ async def step(
             namespaced("v1", namespace, "pods") + f"?labelSelector=job-name%3D{last.job_name}"
         )
         return outcome(status, last, read_result(job, pods.get("items", [])), now)
-    plan = ingest_due(spec, status, generation, now)
+    requested = (meta.get("annotations") or {}).get(REFRESH_REQUESTED)
+    plan = ingest_due(spec, status, generation, now, requested)
     if plan is None:
         return None
     settings = context.settings
@@ -80,10 +82,12 @@ async def step(
     if status.version is None:
         conditions.append(ConditionUpdate(READY, "Unknown", "Ingesting", message))
     # With nulls: a merge patch keeps what it does not mention (the previous attempt's result).
-    fields = {
+    fields: dict[str, Any] = {
         "lastIngest": attempt.model_dump(by_alias=True, mode="json"),
         "jobName": name,
     }
+    if plan.trigger == "Requested":
+        fields["lastHandledRefreshAt"] = requested
     return Outcome(fields, conditions, "Normal", "IngestStarted", message)
 
 

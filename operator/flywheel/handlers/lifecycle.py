@@ -51,7 +51,9 @@ class QuietTimers(logging.Filter):
         message = record.getMessage()
         return not (
             record.levelno == logging.INFO
-            and message.startswith(("Timer '", "Handler 'restore-", "Handler 'unlink-"))
+            and message.startswith(
+                ("Timer '", "Handler 'restore-", "Handler 'unlink-", "Handler 'forget-")
+            )
             and message.endswith("' succeeded.")
         )
 

@@ -54,6 +54,23 @@ def test_source_unavailable_is_retried_with_back_off() -> None:
     assert ingest_due(SPEC, failed, 1, T0 + timedelta(seconds=20)) == IngestPlan("Retry", "g1r2")
 
 
+def test_a_refresh_request_ingests_once_per_new_value() -> None:
+    done = _status(last_ingest=_attempt(completion_time=T0, result="Published"))
+    asked = "2026-11-30T13:00:00Z"
+    plan = ingest_due(SPEC, done, 1, T0, requested=asked)
+    assert plan is not None
+    assert plan.trigger == "Requested"
+    handled = _status(
+        last_ingest=_attempt(completion_time=T0, result="Unchanged"), last_handled_refresh_at=asked
+    )
+    assert ingest_due(SPEC, handled, 1, T0 + timedelta(hours=1), requested=asked) is None
+    again = ingest_due(SPEC, handled, 1, T0, requested="2026-11-30T14:00:00Z")
+    assert again is not None
+    assert job_name("d", again) != job_name("d", plan)
+    running = _status(last_ingest=_attempt())
+    assert ingest_due(SPEC, running, 1, T0, requested=asked) is None, "one Job at a time"
+
+
 def test_parse_and_validation_failures_wait_for_a_change() -> None:
     for result in ("ParseError", "ValidationFailed"):
         failed = _status(last_ingest=_attempt(completion_time=T0, result=result))

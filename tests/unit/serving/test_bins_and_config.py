@@ -23,14 +23,15 @@ def test_binning_equals_numpys_histogram() -> None:
     edges = [sorted(set(np.round(rng.normal(0, 1, 9), 2).tolist())) for _ in range(5)]
     edges[2] = [0.0, 1.0]  # one bin only
     bins = NumericBins.build([(f"f{i}", e) for i, e in enumerate(edges)])
-    values = np.round(rng.normal(0, 1.5, size=(300, 5)), 2).astype(np.float32)
-    values[:5] = np.array([[e[k] for e in edges] for k in (0, 0, -1, -1, 1)], dtype=np.float32)
+    # Sent as float64 with ties on the edges (2 decimals both); counted as the model's float32.
+    sent = np.round(rng.normal(0, 1.5, size=(300, 5)), 2)
+    sent[:5] = np.array([[e[k] for e in edges] for k in (0, 0, -1, -1, 1)])
+    values = sent.astype(np.float32)
     vectorised = bins.count(values).tolist()
     assert sum(vectorised) == values.size
     expected: list[int] = []
-    as_float64 = values.astype(np.float64)
     for column, feature_edges in enumerate(edges):
-        reference = _reference(as_float64[:, column], feature_edges)
+        reference = _reference(sent[:, column], feature_edges)
         expected += [*reference, 0]  # the null slot
     assert vectorised == expected
     assert bins.labels()[: len(edges[0]) + 2][-1] == ("f0", "null")

@@ -1,0 +1,318 @@
+"""Window counts from pod scrapes (snapshots, counter resets, pods coming and going), PromQL,
+and the evaluation of a window against a baseline, with the status it writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from flywheel.api.modelmonitor import ModelMonitorSpec
+from flywheel.evaluations import evaluate, slot_names
+from flywheel.modelmonitors import decide, render_retrain_run, report, run_number, schedule_due
+from flywheel.windows import (
+    FEATURES,
+    ROWS,
+    PodScrape,
+    PodWindow,
+    WindowCounts,
+    from_vectors,
+    increase,
+    parse_scrape,
+    promql,
+)
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+SCRAPE = """
+# TYPE flywheel_monitored_rows_total counter
+flywheel_monitored_rows_total{model="iris",version="2"} 40
+flywheel_monitored_rows_total{model="iris",version="1"} 7
+# TYPE flywheel_feature_values_total counter
+flywheel_feature_values_total{model="iris",version="2",feature="x",bin="1"} 30
+flywheel_feature_values_total{model="iris",version="2",feature="x",bin="2"} 10
+flywheel_feature_values_total{model="other",version="2",feature="x",bin="2"} 99
+# TYPE flywheel_requests_total counter
+flywheel_requests_total{model="iris",version="2",endpoint="infer",code="200"} 12
+"""
+
+
+def _rows(value: float) -> PodScrape:
+    return PodScrape({(ROWS, ()): value}, T0 - timedelta(days=1))
+
+
+def test_a_scrape_keeps_one_model_version_and_the_monitoring_counters() -> None:
+    counters = parse_scrape(SCRAPE, "iris", "2")
+    assert counters == {
+        (ROWS, ()): 40.0,
+        (FEATURES, ("x", "1")): 30.0,
+        (FEATURES, ("x", "2")): 10.0,
+    }
+    counts = WindowCounts.from_counters(counters)
+    assert counts.rows == 40
+    assert counts.features == {"x": {"1": 30.0, "2": 10.0}}
+
+
+def test_a_counter_that_went_down_was_reset_and_counts_from_zero() -> None:
+    assert increase({(ROWS, ()): 100.0}, {(ROWS, ()): 130.0}) == {(ROWS, ()): 30.0}
+    assert increase({(ROWS, ()): 100.0}, {(ROWS, ()): 20.0}) == {(ROWS, ()): 20.0}
+    assert increase({}, {(ROWS, ()): 5.0}) == {(ROWS, ()): 5.0}
+
+
+def test_pod_window_sums_increases_inside_the_window_across_pods_and_restarts() -> None:
+    window = PodWindow(keep=3 * MINUTE)
+    window.observe(T0, {"a": _rows(1000)})  # the first sight: a baseline, not traffic
+    assert window.window(T0, 3 * MINUTE).rows == 0
+    assert window.covered(T0, 3 * MINUTE) == timedelta(0)
+    window.observe(T0 + MINUTE, {"a": _rows(1100)})
+    # Pod b started after the last scrape: all of its counts are in the window.
+    b = PodScrape({(ROWS, ()): 50.0}, T0 + 90 * timedelta(seconds=1))
+    window.observe(T0 + 2 * MINUTE, {"a": _rows(1150), "b": b})
+    assert window.window(T0 + 2 * MINUTE, 3 * MINUTE).rows == 100 + 50 + 50
+    # a restarted (its counter went down to 30); b is gone.
+    window.observe(T0 + 3 * MINUTE, {"a": _rows(30)})
+    assert window.window(T0 + 3 * MINUTE, 3 * MINUTE).rows == 100 + 100 + 30
+    assert window.window(T0 + 3 * MINUTE, MINUTE).rows == 30
+    window.observe(T0 + 4 * MINUTE, {"a": _rows(40)})
+    assert window.window(T0 + 4 * MINUTE, 3 * MINUTE).rows == 100 + 30 + 10, "old scrapes left"
+    assert window.covered(T0 + 4 * MINUTE, 3 * MINUTE) == 3 * MINUTE
+
+
+def test_a_pod_seen_late_that_ran_before_only_sets_its_baseline() -> None:
+    window = PodWindow(keep=10 * MINUTE)
+    window.observe(T0, {"a": _rows(10)})
+    window.observe(T0 + MINUTE, {"a": _rows(20), "old": _rows(5000)})
+    assert window.window(T0 + MINUTE, 10 * MINUTE).rows == 10
+
+
+def test_promql_sums_over_pods_per_slot_and_filters_the_version() -> None:
+    query = promql(FEATURES, 'ir"is', "3", 600, 'namespace="ml"')
+    assert query == (
+        "sum by (feature, bin) (increase(flywheel_feature_values_total"
+        '{model="ir\\"is",version="3",namespace="ml"}[600s]))'
+    )
+    assert promql(ROWS, "iris", "3", 60).startswith("sum by () (increase(")
+    counters = from_vectors(
+        [(FEATURES, [({"feature": "x", "bin": "1"}, 2.5)]), (ROWS, [({}, 4.0)])]
+    )
+    assert counters == {(FEATURES, ("x", "1")): 2.5, (ROWS, ()): 4.0}
+
+
+STATS: dict[str, Any] = {
+    "format": "flywheel.dev/stats/v1",
+    "features": [
+        {
+            "name": "x",
+            "type": "numeric",
+            "nulls": 0,
+            "std": 1.0,
+            "histogram": {"edges": [0.0, 1.0, 2.0, 3.0], "counts": [0, 300, 400, 300, 0]},
+        },
+        {
+            "name": "y",
+            "type": "numeric",
+            "nulls": 0,
+            "std": 1.0,
+            "histogram": {"edges": [0.0, 1.0, 2.0, 3.0], "counts": [0, 300, 400, 300, 0]},
+        },
+        {
+            "name": "city",
+            "type": "categorical",
+            "nulls": 0,
+            "categories": [{"value": "a", "count": 600}, {"value": "b", "count": 300}],
+            "__other__": 100,
+        },
+    ],
+    "label": {
+        "name": "label",
+        "type": "categorical",
+        "categories": [{"value": "no", "count": 700}, {"value": "yes", "count": 300}],
+    },
+}
+CLASSES = ["no", "yes"]
+
+
+def _spec(**fields: Any) -> ModelMonitorSpec:
+    return ModelMonitorSpec.model_validate(
+        {
+            "deploymentRef": {"name": "d"},
+            "minSamples": 100,
+            "mode": "Auto",
+            "retrain": {
+                "template": {
+                    "model": "m",
+                    "datasetRef": {"name": "data", "version": "0123456789ab"},
+                    "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+                }
+            },
+            **fields,
+        }
+    )
+
+
+def _counts(
+    scale: float, x: Sequence[float], *, labels: float = 0, correct: float = 0
+) -> WindowCounts:
+    slots = slot_names(STATS["features"][0])
+    base = [0, 300, 400, 300, 0, 0]
+    features = {
+        "x": dict(zip(slots, (v * scale for v in x), strict=True)),
+        "y": dict(zip(slots, (v * scale for v in base), strict=True)),
+        "city": {"a": 600 * scale, "b": 300 * scale, "__other__": 100 * scale},
+    }
+    return WindowCounts(
+        rows=1000 * scale,
+        features=features,
+        predictions={"no": 700 * scale, "yes": 300 * scale},
+        labels=labels,
+        correct=correct,
+    )
+
+
+def test_the_training_distribution_does_not_drift_and_a_shift_does() -> None:
+    same = evaluate(_spec(), STATS, CLASSES, _counts(0.5, [0, 300, 400, 300, 0, 0]), T0)
+    assert same.evaluation.verdict == "NoDrift"
+    assert same.trigger is None
+    assert [f.score for f in same.evaluation.features or []] == [0.0, 0.0, 0.0]
+    assert same.evaluation.prediction_drift_score == 0.0
+    shifted = evaluate(_spec(), STATS, CLASSES, _counts(0.5, [0, 50, 150, 500, 300, 0]), T0)
+    assert shifted.evaluation.verdict == "Drift"
+    assert shifted.evaluation.drifted_features == ["x"]
+    assert shifted.trigger is not None
+    assert shifted.trigger.reason == "DataDrift"
+    assert shifted.trigger.message.startswith("psi over 0.2 on 1 of 3 features: x=")
+    two = evaluate(
+        _spec(dataDrift={"minDriftedFeatures": 2}),
+        STATS,
+        CLASSES,
+        _counts(0.5, [0, 50, 150, 500, 300, 0]),
+        T0,
+    )
+    assert two.evaluation.verdict == "NoDrift", "one drifted feature is below minDriftedFeatures"
+
+
+def test_no_verdict_below_min_samples() -> None:
+    few = evaluate(_spec(), STATS, CLASSES, _counts(0.05, [0, 0, 0, 0, 1000, 0]), T0)
+    assert few.evaluation.samples == 50
+    assert few.evaluation.verdict == "InsufficientData"
+    assert few.evaluation.features is None
+    assert few.trigger is None
+
+
+def test_accuracy_decay_needs_min_labels_and_outranks_drift() -> None:
+    spec = _spec(performance={"metric": "accuracy", "min": 0.8, "minLabels": 50})
+    calm = [0, 300, 400, 300, 0, 0]
+    fine = evaluate(spec, STATS, CLASSES, _counts(1, calm, labels=100, correct=90), T0)
+    assert fine.evaluation.performance == 0.9
+    assert fine.evaluation.verdict == "NoDrift"
+    too_few = evaluate(spec, STATS, CLASSES, _counts(1, calm, labels=49, correct=0), T0)
+    assert too_few.evaluation.performance is None
+    assert too_few.evaluation.verdict == "NoDrift"
+    shifted = [0, 50, 150, 500, 300, 0]
+    decay = evaluate(spec, STATS, CLASSES, _counts(1, shifted, labels=100, correct=60), T0)
+    assert decay.evaluation.verdict == "Decay"
+    assert decay.trigger is not None
+    assert decay.trigger.reason == "PerformanceDecay"
+    assert decay.trigger.message == "accuracy 0.6 over 100 labels (limit 0.8)"
+
+
+def test_the_status_records_the_verdict_and_events_mark_transitions() -> None:
+    spec = _spec()
+    shifted = evaluate(spec, STATS, CLASSES, _counts(1, [0, 50, 150, 500, 300, 0]), T0)
+    decision = decide(
+        spec,
+        "mon",
+        verdict="Drift",
+        trigger=shifted.trigger,
+        previous_consecutive=1,
+        last=None,
+        recent=[],
+        decisions_so_far=0,
+        in_flight=None,
+        new_data=True,
+        schedule_due=False,
+        now=T0,
+    )
+    assert decision.action == "Create"
+    first = report({}, shifted, decision, serving_version=3, retrains=1)
+    conditions = {c.type: c for c in first.conditions}
+    assert conditions["DriftDetected"].status == "True"
+    assert conditions["DriftDetected"].reason == "DataDrift"
+    assert conditions["Ready"].status == "True"
+    assert conditions["WaitingForNewData"].status == "False"
+    assert [e.reason for e in first.events] == ["DriftDetected", "RetrainTriggered"]
+    assert first.status["lastRetrain"]["trainingRun"] == "mon-retrain-1"
+    assert first.status["lastEvaluation"]["verdict"] == "Drift"
+    previous = {"conditions": [{"type": "DriftDetected", "status": "True"}]}
+    calm = evaluate(spec, STATS, CLASSES, _counts(1, [0, 300, 400, 300, 0, 0]), T0)
+    quiet = decide(
+        spec,
+        "mon",
+        verdict="NoDrift",
+        trigger=None,
+        previous_consecutive=0,
+        last=decision.record,
+        recent=decision.recent,
+        decisions_so_far=1,
+        in_flight=None,
+        new_data=True,
+        schedule_due=False,
+        now=T0 + MINUTE,
+    )
+    second = report(previous, calm, quiet, serving_version=3, retrains=1)
+    assert [e.reason for e in second.events] == ["DriftResolved"]
+    assert "lastRetrain" not in second.status, "a merge patch keeps the recorded one"
+
+
+def test_the_retraining_run_is_owned_labelled_and_pinned_to_the_newest_data() -> None:
+    spec = _spec()
+    shifted = evaluate(spec, STATS, CLASSES, _counts(1, [0, 50, 150, 500, 300, 0]), T0)
+    decision = decide(
+        spec,
+        "mon",
+        verdict="Drift",
+        trigger=shifted.trigger,
+        previous_consecutive=1,
+        last=None,
+        recent=[],
+        decisions_so_far=6,
+        in_flight=None,
+        new_data=True,
+        schedule_due=False,
+        now=T0,
+    )
+    monitor = {"metadata": {"name": "mon", "namespace": "ml", "uid": "u-1"}}
+    run = render_retrain_run(monitor, spec, decision, "fedcba987654")
+    assert run["metadata"]["name"] == "mon-retrain-7"
+    assert run_number("mon", run["metadata"]["name"]) == 7
+    assert run_number("mon", "other-retrain-7") is None
+    labels = run["metadata"]["labels"]
+    assert labels["flywheel.dev/modelmonitor"] == "mon"
+    assert labels["flywheel.dev/retrain-reason"] == "DataDrift"
+    assert float(labels["flywheel.dev/retrain-score"]) > 0.2
+    assert run["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert run["spec"]["datasetRef"] == {"name": "data", "version": "fedcba987654"}
+    assert run["spec"]["model"] == "m"
+
+
+def test_a_schedule_is_due_once_it_fired_since_the_last_scheduled_run() -> None:
+    spec = _spec(schedule="0 * * * *")
+    assert not schedule_due(spec, T0, T0 + timedelta(minutes=59))
+    assert schedule_due(spec, T0, T0 + timedelta(minutes=60))
+    assert not schedule_due(_spec(), T0, T0 + timedelta(days=9))
+
+
+@pytest.mark.parametrize("method", ["psi", "jensenshannon", "wasserstein", "linf", "chisquare"])
+def test_every_method_scores_zero_on_the_baseline_and_more_on_a_shift(method: str) -> None:
+    spec = _spec(dataDrift={"method": method})
+    same = evaluate(spec, STATS, CLASSES, _counts(1, [0, 300, 400, 300, 0, 0]), T0)
+    shifted = evaluate(spec, STATS, CLASSES, _counts(1, [0, 50, 150, 500, 300, 0]), T0)
+    before = {f.name: f.score for f in same.evaluation.features or []}
+    after = {f.name: f.score for f in shifted.evaluation.features or []}
+    # chisquare scores 1 - p: near 0 (the smoothed empty bins leave a tiny statistic).
+    assert np.isclose(before["x"], 0.0, atol=1e-9 if method != "chisquare" else 0.01)
+    assert after["x"] > before["x"]
+    assert np.isclose(after["y"], before["y"])
