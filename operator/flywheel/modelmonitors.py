@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from croniter import croniter
@@ -143,6 +143,10 @@ def schedule_due(spec: ModelMonitorSpec, since: datetime, now: datetime) -> bool
         return False
     fired: datetime = croniter(spec.schedule, since).get_next(datetime)
     return fired <= now
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def run_number(name: str, run: str) -> int | None:
@@ -282,3 +286,29 @@ def render_retrain_run(
         },
         "spec": body,
     }
+
+
+def adopt(
+    name: str, status: Obj, runs: list[Obj]
+) -> tuple[int, RetrainRecord | None, list[RetrainRecord], bool]:
+    """The decision count, last record and recent records, with a run the operator created but
+    did not record (it stopped in between) adopted from the cluster: (count, last, recent,
+    adopted)."""
+    retrains = int(status.get("retrains") or 0)
+    last = (
+        RetrainRecord.model_validate(status["lastRetrain"]) if status.get("lastRetrain") else None
+    )
+    recent = [RetrainRecord.model_validate(r) for r in status.get("recentRetrains") or []]
+    numbered = [(run_number(name, r["metadata"]["name"]), r) for r in runs]
+    newest = max(((n, r) for n, r in numbered if n is not None), default=None, key=lambda x: x[0])
+    if newest is not None and newest[0] > retrains:
+        number, run = newest
+        meta = run["metadata"]
+        record = RetrainRecord(
+            time=_time(meta["creationTimestamp"]) or datetime.fromtimestamp(0, UTC),
+            training_run=meta["name"],
+            reason=(meta.get("labels") or {}).get(REASON_LABEL, "Unknown"),
+            message=(meta.get("annotations") or {}).get(MESSAGE_ANNOTATION, "adopted")[:253],
+        )
+        return number, record, [*recent, record], True
+    return retrains, last, recent, False

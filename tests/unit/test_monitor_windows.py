@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from flywheel.api.modelmonitor import ModelMonitorSpec
-from flywheel.evaluations import evaluate, slot_names
-from flywheel.modelmonitors import decide, render_retrain_run, report, run_number, schedule_due
+from flywheel.evaluations import Trigger, evaluate, slot_names
+from flywheel.modelmonitors import (
+    adopt,
+    decide,
+    render_retrain_run,
+    report,
+    run_number,
+    schedule_due,
+)
 from flywheel.windows import (
     FEATURES,
     ROWS,
@@ -316,3 +323,84 @@ def test_every_method_scores_zero_on_the_baseline_and_more_on_a_shift(method: st
     assert np.isclose(before["x"], 0.0, atol=1e-9 if method != "chisquare" else 0.01)
     assert after["x"] > before["x"]
     assert np.isclose(after["y"], before["y"])
+
+
+def test_a_run_created_but_not_recorded_is_adopted_after_a_restart() -> None:
+    run = {
+        "metadata": {
+            "name": "mon-retrain-3",
+            "creationTimestamp": "2026-12-01T11:58:00Z",
+            "labels": {"flywheel.dev/retrain-reason": "DataDrift"},
+            "annotations": {"flywheel.dev/retrain-message": "psi over 0.2 on x"},
+        }
+    }
+    recorded = {
+        "retrains": 2,
+        "lastRetrain": {
+            "time": "2026-12-01T09:00:00Z",
+            "reason": "DataDrift",
+            "message": "m",
+            "trainingRun": "mon-retrain-2",
+        },
+    }
+    count, last, recent, adopted = adopt("mon", recorded, [run])
+    assert adopted
+    assert count == 3
+    assert last is not None
+    assert last.training_run == "mon-retrain-3"
+    assert last.time == datetime(2026, 12, 1, 11, 58, tzinfo=UTC)
+    assert [r.training_run for r in recent] == ["mon-retrain-3"]
+    # The adopted run is in flight and starts the cooldown; the next name is -4.
+    decision = decide(
+        _spec(),
+        "mon",
+        verdict="Drift",
+        trigger=Trigger("DataDrift", "x"),
+        previous_consecutive=5,
+        last=last,
+        recent=recent,
+        decisions_so_far=count,
+        in_flight=None,
+        new_data=True,
+        schedule_due=False,
+        now=T0,
+    )
+    assert decision.reason == "Cooldown"
+    same = adopt("mon", {**recorded, "retrains": 3}, [run])
+    assert same[0] == 3
+    assert not same[3], "already recorded: nothing to adopt"
+
+
+def test_regressors_drift_on_binned_predictions_and_decay_on_mae() -> None:
+    stats = {
+        "features": [STATS["features"][0]],
+        "label": {
+            "name": "price",
+            "type": "numeric",
+            "nulls": 0,
+            "std": 1.0,
+            "histogram": {"edges": [0.0, 10.0, 20.0], "counts": [0, 500, 500, 0]},
+        },
+    }
+    spec = _spec(performance={"metric": "mae", "max": 2.0, "minLabels": 10})
+    x = {"0": 0.0, "1": 300.0, "2": 400.0, "3": 300.0, "4": 0.0}
+    steady = WindowCounts(
+        rows=1000, features={"x": x}, predictions={"1": 500, "2": 500}, labels=20, absolute_error=30
+    )
+    calm = evaluate(spec, stats, [], steady, T0)
+    assert calm.evaluation.prediction_drift_score == 0.0
+    assert calm.evaluation.performance == 1.5
+    assert calm.evaluation.verdict == "NoDrift"
+    moved = WindowCounts(
+        rows=1000,
+        features={"x": x},
+        predictions={"1": 100, "2": 600, "3": 300},
+        labels=20,
+        absolute_error=80,
+    )
+    drifted = evaluate(spec, stats, [], moved, T0)
+    assert drifted.evaluation.prediction_drift_score is not None
+    assert drifted.evaluation.prediction_drift_score > 0.2
+    assert drifted.evaluation.verdict == "Decay", "MAE 4.0 over the limit 2.0 outranks drift"
+    assert drifted.trigger is not None
+    assert drifted.trigger.message == "mae 4.0 over 20 labels (limit 2.0)"

@@ -21,7 +21,7 @@ import kopf
 from pydantic import BaseModel
 
 from flywheel.api import API_GROUP, API_VERSION
-from flywheel.api.modelmonitor import ModelMonitorSpec, RetrainRecord
+from flywheel.api.modelmonitor import ModelMonitorSpec
 from flywheel.conditions import READY, RECONCILING, STALLED, ConditionUpdate, raw_condition
 from flywheel.datasets import REFRESH_REQUESTED
 from flywheel.evaluations import evaluate
@@ -32,16 +32,14 @@ from flywheel.handlers.registry import model_versions
 from flywheel.jobresult import Outcome
 from flywheel.kube import Kube, NotFound, namespaced
 from flywheel.modelmonitors import (
-    MESSAGE_ANNOTATION,
     MONITOR_LABEL,
-    REASON_LABEL,
     Event,
     RetrainDecision,
+    adopt,
     decide,
     duration,
     render_retrain_run,
     report,
-    run_number,
     schedule_due,
 )
 from flywheel.runoutcomes import finished
@@ -107,7 +105,7 @@ async def step(
     assessment = evaluate(spec, stats, classes, counts, now)
     runs = await _retrain_runs(kube, namespace, name)
     current = await _dataset_version(kube, namespace, spec)
-    retrains, last, recent, adopted = _adopted(name, status, runs)
+    retrains, last, recent, adopted = adopt(name, status, runs)
     decision = decide(
         spec,
         name,
@@ -143,31 +141,6 @@ async def _retrain_runs(kube: Kube, namespace: str, name: str) -> list[Obj]:
         namespaced(GROUP_VERSION, namespace, "trainingruns") + f"?labelSelector={selector}"
     )
     return list(found.get("items", []))
-
-
-def _adopted(
-    name: str, status: Obj, runs: list[Obj]
-) -> tuple[int, RetrainRecord | None, list[RetrainRecord], bool]:
-    """The decision count, last record and recent records, with a run the operator created but
-    did not record (it stopped in between) adopted from the cluster."""
-    retrains = int(status.get("retrains") or 0)
-    last = (
-        RetrainRecord.model_validate(status["lastRetrain"]) if status.get("lastRetrain") else None
-    )
-    recent = [RetrainRecord.model_validate(r) for r in status.get("recentRetrains") or []]
-    numbered = [(run_number(name, r["metadata"]["name"]), r) for r in runs]
-    newest = max(((n, r) for n, r in numbered if n is not None), default=None, key=lambda x: x[0])
-    if newest is not None and newest[0] > retrains:
-        number, run = newest
-        meta = run["metadata"]
-        record = RetrainRecord(
-            time=_time(meta["creationTimestamp"]) or datetime.now(UTC),
-            training_run=meta["name"],
-            reason=(meta.get("labels") or {}).get(REASON_LABEL, "Unknown"),
-            message=(meta.get("annotations") or {}).get(MESSAGE_ANNOTATION, "adopted")[:253],
-        )
-        return number, record, [*recent, record], True
-    return retrains, last, recent, False
 
 
 def _schedule_base(meta: Obj, status: Obj) -> datetime:
