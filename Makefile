@@ -31,16 +31,17 @@ lock: $(STAMP) ## Re-resolve constraints.txt from pyproject.toml (after changing
 	$(UV) pip compile --quiet pyproject.toml --all-extras --python-version 3.11 -o constraints.txt
 
 .PHONY: manifests
-manifests: $(STAMP) ## Generate crds/ from the API models.
-	$(BIN)/python -m flywheel.crdgen crds
+manifests: $(STAMP) ## Generate crds/ (and the chart's copy) from the API models.
+	$(BIN)/python -m flywheel.crdgen crds charts/flywheel/files/crds
 
 .PHONY: lint
-lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift.
+lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift, hadolint.
 	$(BIN)/ruff check operator serving hack bench tests
 	$(BIN)/ruff format --check operator serving hack bench tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m flywheel.crdgen --check crds
+	$(BIN)/python -m flywheel.crdgen --check crds charts/flywheel/files/crds
+	$(BIN)/hadolint operator/Dockerfile serving/Dockerfile
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix.
@@ -87,3 +88,38 @@ cluster-env: $(STAMP) ## Print exports for the cluster: eval "$$(make -s cluster
 .PHONY: clean
 clean: ## Remove the virtualenv and caches.
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+##@ Try it on kind (needs Docker and kind; not used by the tests)
+
+KIND ?= kind
+KIND_CLUSTER ?= flywheel
+DOCKER ?= docker
+HELM ?= helm
+VERSION ?= 0.1.0
+OPERATOR_IMAGE ?= ghcr.io/flywheel-dev/flywheel-operator:$(VERSION)
+SERVING_IMAGE ?= ghcr.io/flywheel-dev/flywheel-serving:$(VERSION)
+REVISION = $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster from kind-config.yaml (reused when it exists).
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || $(KIND) create cluster --config kind-config.yaml --name $(KIND_CLUSTER)
+
+.PHONY: images
+images: ## Build the operator and serving images with Docker.
+	$(DOCKER) build -f operator/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(OPERATOR_IMAGE) .
+	$(DOCKER) build -f serving/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(SERVING_IMAGE) .
+
+.PHONY: kind-load
+kind-load: ## Load the built images into the kind cluster's nodes.
+	$(KIND) load docker-image --name $(KIND_CLUSTER) $(OPERATOR_IMAGE) $(SERVING_IMAGE)
+
+.PHONY: deploy
+deploy: ## Install (or upgrade) the chart into flywheel-system on the current kube context.
+	kubectl create namespace flywheel-system --dry-run=client -o yaml | kubectl apply -f -
+	kubectl label namespace flywheel-system pod-security.kubernetes.io/enforce=restricted --overwrite
+	$(HELM) upgrade --install flywheel charts/flywheel --namespace flywheel-system --wait \
+		--set image.pullPolicy=Never --set image.tag=$(VERSION) --set servingImage.tag=$(VERSION)
+
+.PHONY: undeploy
+undeploy: ## Uninstall the chart (the CRDs and your objects stay: crds.keep).
+	$(HELM) uninstall flywheel --namespace flywheel-system --wait

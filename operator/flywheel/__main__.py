@@ -7,7 +7,10 @@ Settings come from `FLYWHEEL_*` environment variables (:class:`flywheel.settings
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
+from typing import Any, cast
 
 import kopf
 from prometheus_client import CollectorRegistry
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         else None
     )
     kopf.run(
+        # kopf would derive its identity from the login name, which a numeric UID without a
+        # passwd entry (the images' 65532) does not have; the host name is the pod name.
+        # (kopf types it as its private NewType of str.)
+        identity=cast(Any, f"{socket.gethostname()}/{os.getpid()}"),
         registry=build_registry(settings),
         standalone=True,
         clusterwide=settings.clusterwide,

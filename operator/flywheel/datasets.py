@@ -176,6 +176,7 @@ def render_ingest_job(
                 "metadata": {"labels": tags},
                 "spec": {
                     "restartPolicy": "Never",
+                    "serviceAccountName": settings.job_service_account,
                     "automountServiceAccountToken": False,  # the Job needs no API access
                     "securityContext": RESTRICTED_POD,
                     "containers": [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
 import tempfile
 from pathlib import Path
@@ -30,6 +31,16 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message[:600]}")
         self.status = status
+        self.body = message
+
+    @property
+    def reason_message(self) -> str:
+        """The API server's own sentence (the Status object's `message`), else the body."""
+        try:
+            found = json.loads(self.body).get("message")
+        except (ValueError, AttributeError):
+            found = None
+        return str(found or self.body)[:1000]
 
 
 class NotFound(ApiError):
@@ -67,6 +78,33 @@ def _text(data: str | bytes) -> str:
     return base64.b64decode(raw).decode()
 
 
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_cluster(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """The pod's credentials, as client-go's InClusterConfig reads them: the API server at
+    `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT` and the service-account token and CA.
+
+    kopf's own `login_with_service_account` connects to `kubernetes.default.svc`, which needs
+    cluster DNS; the environment variables do not (and are what every client-go controller uses).
+    """
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    token = SERVICE_ACCOUNT / "token"
+    if not host or not port or not token.exists():
+        return None
+    ca = SERVICE_ACCOUNT / "ca.crt"
+    namespace = SERVICE_ACCOUNT / "namespace"
+    return kopf.ConnectionInfo(
+        server=f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}",
+        ca_path=str(ca) if ca.exists() else None,
+        token=token.read_text().strip() or None,
+        default_namespace=namespace.read_text().strip() if namespace.exists() else None,
+        trust_env=settings.networking.trust_env,
+        priority=30,  # above kubeconfig (10), as kopf's service-account login
+    )
+
+
 class Kube:
     """An open connection to the API server."""
 
@@ -85,9 +123,7 @@ class Kube:
     def login(cls) -> Kube:
         """Connect with the pod's service account, else the current kubeconfig context."""
         settings = kopf.OperatorSettings()
-        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-            settings=settings
-        )
+        info = in_cluster(settings) or kopf.login_with_kubeconfig(settings=settings)
         if info is None:
             raise RuntimeError("no Kubernetes credentials: neither in a pod nor a KUBECONFIG")
         return cls(info)

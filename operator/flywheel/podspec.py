@@ -26,6 +26,20 @@ RESTRICTED_POD: dict[str, Any] = {
 """The pod securityContext: a fixed non-root user that owns the artifacts it writes."""
 
 
+def render_service_account(namespace: str, name: str) -> dict[str, Any]:
+    """A workload ServiceAccount: no token mounted, no role bound (pods need no API access)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "flywheel"},
+        },
+        "automountServiceAccountToken": False,
+    }
+
+
 def artifact_mounts(claim: str, mount_root: str) -> list[dict[str, Any]]:
     """The artifacts claim at `<mount_root>/<claim>` and a writable /tmp (the root is read-only)."""
     return [

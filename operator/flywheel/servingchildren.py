@@ -175,6 +175,7 @@ def render_deployment(
                 "annotations": pod_annotations,
             },
             "spec": {
+                "serviceAccountName": settings.serving_service_account,
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
                 "securityContext": RESTRICTED_POD,

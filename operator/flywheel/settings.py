@@ -68,6 +68,13 @@ class OperatorSettings(BaseSettings):
     serving_memory: str = "512Mi"
     """Default memory request (and limit) of serving containers."""
 
+    job_service_account: str = "flywheel-job"
+    """The ServiceAccount of ingest and training pods in each namespace (created by the operator
+    when absent, with no API permissions and no token mounted)."""
+
+    serving_service_account: str = "flywheel-serving"
+    """The ServiceAccount of serving pods in each namespace (created like the Jobs' one)."""
+
     poll_seconds: float = Field(default=3.0, gt=0)
     """How often running Jobs are checked and refresh schedules evaluated."""
 

@@ -223,6 +223,7 @@ def render_training_job(
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",  # required by podFailurePolicy
+                    "serviceAccountName": settings.job_service_account,
                     "automountServiceAccountToken": False,
                     "securityContext": RESTRICTED_POD,
                     "containers": [

@@ -1,4 +1,5 @@
-"""Write (or check) the CRDs in `crds/`: `python -m flywheel.crdgen [--check] [DIR]`."""
+"""Write (or check) the CRDs: `python -m flywheel.crdgen [--check] [DIR ...]` (default `crds`;
+`make manifests` also writes the Helm chart's copy in `charts/flywheel/files/crds`)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ def crd_yaml(kind: Kind) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the CRDs, or with --check report the files that differ and exit 1."""
     parser = argparse.ArgumentParser(prog="python -m flywheel.crdgen", description=__doc__)
-    parser.add_argument("directory", nargs="?", default="crds", type=Path)
+    parser.add_argument("directories", nargs="*", default=[Path("crds")], type=Path)
     parser.add_argument("--check", action="store_true", help="fail if files differ; write nothing")
     args = parser.parse_args(argv)
     stale = []
-    for kind in KINDS:
-        path = args.directory / crd_filename(kind)
+    for kind, directory in ((k, d) for d in args.directories for k in KINDS):
+        path = directory / crd_filename(kind)
         text = crd_yaml(kind)
         if path.exists() and path.read_text() == text:
             continue

@@ -25,11 +25,11 @@ from flywheel.datasets import (
     ingest_due,
     job_name,
     outcome,
-    render_artifacts_claim,
     render_ingest_job,
 )
 from flywheel.handlers.context import OperatorContext
 from flywheel.handlers.outcome import apply
+from flywheel.handlers.workloads import ensure_job_prerequisites
 from flywheel.jobresult import Outcome, job_finished, read_result
 from flywheel.kube import Kube, namespaced
 
@@ -62,10 +62,7 @@ async def step(
     if plan is None:
         return None
     settings = context.settings
-    await kube.create_or_get(
-        namespaced("v1", namespace, "persistentvolumeclaims"),
-        render_artifacts_claim(namespace, settings),
-    )
+    await ensure_job_prerequisites(kube, namespace, settings)
     job = render_ingest_job(dict(body), spec, plan, status, settings)
     await kube.create_or_get(namespaced("batch/v1", namespace, "jobs"), job)
     name = job_name(meta["name"], plan)

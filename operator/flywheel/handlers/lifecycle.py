@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flywheel.api import API_GROUP
 from flywheel.handlers.context import OperatorContext
-from flywheel.kube import Kube
+from flywheel.kube import Kube, in_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def configure_kopf(settings: kopf.OperatorSettings, context: OperatorContext) ->
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4
     logging.getLogger().setLevel(context.settings.log_level)
+    # kopf's liveness endpoint logs every probe through aiohttp's access log.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, QuietTimers) for f in objects.filters):
         objects.addFilter(QuietTimers())
@@ -101,9 +103,7 @@ def register_lifecycle(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.login(registry=registry)
     def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
         # In a pod: the projected service-account token; elsewhere: KUBECONFIG / ~/.kube/config.
-        return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-            settings=settings
-        )
+        return in_cluster(settings) or kopf.login_with_kubeconfig(settings=settings)
 
     @kopf.on.probe(id="registry", registry=registry)
     def probe(memo: OperatorContext, **_: Any) -> str:

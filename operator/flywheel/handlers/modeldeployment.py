@@ -22,6 +22,7 @@ from flywheel.conditions import Verdict
 from flywheel.handlers.context import OperatorContext
 from flywheel.handlers.outcome import apply
 from flywheel.handlers.registry import model_versions
+from flywheel.handlers.workloads import ensure_service_account
 from flywheel.kube import Kube, namespaced
 from flywheel.modeldeployments import Plan, links, plan
 from flywheel.podhttp import get_text
@@ -85,6 +86,7 @@ async def step(
         failure = await _failure(kube, namespace, name, rendered)
     decided = plan(md, spec, versions, deployment, failure)
     if decided.render is not None:
+        await ensure_service_account(kube, namespace, ctx.settings.serving_service_account)
         body = render_deployment(md, spec, decided.render, ctx.settings)
         await kube.apply(_path(namespace, "Deployment", child_name(name)), body)
     if decided.render is not None or deployment is not None:

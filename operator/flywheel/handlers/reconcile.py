@@ -15,8 +15,12 @@ import kopf
 from pydantic import BaseModel
 
 from flywheel.api import API_GROUP, API_VERSION, KINDS, Kind
+from flywheel.conditions import READY, RECONCILING, ConditionUpdate, raw_condition
 from flywheel.handlers.admission import admit
 from flywheel.handlers.context import OperatorContext
+from flywheel.handlers.outcome import apply
+from flywheel.jobresult import Outcome
+from flywheel.kube import ApiError
 
 Work = Callable[
     [kopf.Body, BaseModel, dict[str, Any], kopf.Patch, OperatorContext], Awaitable[None]
@@ -55,6 +59,14 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind, work: Work | None
             except kopf.TemporaryError:
                 metrics.reconciles.labels(kind=kind.kind, result="retry").inc()
                 raise
+            except ApiError as error:
+                if error.status != 403:
+                    metrics.reconciles.labels(kind=kind.kind, result="error").inc()
+                    metrics.errors.labels(kind=kind.kind, reason=type(error).__name__).inc()
+                    raise
+                metrics.reconciles.labels(kind=kind.kind, result="forbidden").inc()
+                forbidden(error, body, {**dict(status), **patch.status}, patch)
+                raise kopf.TemporaryError(error.reason_message, delay=FORBIDDEN_RETRY) from error
             except Exception as error:
                 metrics.reconciles.labels(kind=kind.kind, result="error").inc()
                 metrics.errors.labels(kind=kind.kind, reason=type(error).__name__).inc()
@@ -67,6 +79,29 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind, work: Work | None
     kopf.on.resume(*resource, id=handler_id, registry=registry)(reconcile)
     kopf.on.create(*resource, id=handler_id, registry=registry)(reconcile)
     kopf.on.update(*resource, id=handler_id, field="spec", registry=registry)(reconcile)
+
+
+FORBIDDEN_RETRY = 30
+"""Seconds before a reconcile refused by RBAC is tried again (timers try at every tick)."""
+
+
+def forbidden(error: ApiError, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch) -> None:
+    """The operator's own permissions are missing: say so on the object (Ready=False,
+    reason Forbidden, the API server's sentence) and in a Warning Event, once per message."""
+    message = f"The operator is not allowed to do its work: {error.reason_message}"
+    ready = raw_condition(status, READY)
+    again = ready.get("reason") == "Forbidden" and ready.get("message") == message
+    outcome = Outcome(
+        {},
+        [
+            ConditionUpdate(READY, "False", "Forbidden", message),
+            ConditionUpdate(RECONCILING, "True", "Forbidden", message),
+        ],
+        "Warning",
+        "" if again else "Forbidden",
+        message,
+    )
+    apply(outcome, status, patch, body, body["metadata"].get("generation"))
 
 
 def register_kinds(registry: kopf.OperatorRegistry, works: dict[str, Work]) -> None:
@@ -100,7 +135,13 @@ def register_timer(
             parsed = kind.spec.model_validate(dict(spec))
         except ValueError:
             return  # Stalled with InvalidSpec by the reconcile handler
-        await work(body, parsed, dict(status), patch, memo)
+        try:
+            await work(body, parsed, dict(status), patch, memo)
+        except ApiError as error:
+            if error.status != 403:
+                raise
+            memo.metrics.reconciles.labels(kind=kind.kind, result="forbidden").inc()
+            forbidden(error, body, {**dict(status), **patch.status}, patch)
 
     resource = (API_GROUP, API_VERSION, kind.plural)
     kopf.timer(

@@ -22,10 +22,10 @@ from pydantic import BaseModel
 from flywheel.api import API_GROUP, API_VERSION
 from flywheel.api.trainingrun import TrainingRunSpec
 from flywheel.conditions import Verdict, raw_condition
-from flywheel.datasets import render_artifacts_claim
 from flywheel.handlers.context import OperatorContext
 from flywheel.handlers.outcome import apply
 from flywheel.handlers.registry import model_versions
+from flywheel.handlers.workloads import ensure_job_prerequisites
 from flywheel.jobresult import Outcome, job_finished, read_result
 from flywheel.kube import Conflict, Kube, namespaced
 from flywheel.runoutcomes import (
@@ -116,10 +116,7 @@ async def _start(
         return pinned
     champion, no_champion = await _champion(kube, namespace, spec)
     settings = ctx.settings
-    await kube.create_or_get(
-        namespaced("v1", namespace, "persistentvolumeclaims"),
-        render_artifacts_claim(namespace, settings),
-    )
+    await ensure_job_prerequisites(kube, namespace, settings)
     rendered = render_training_job(
         dict(body),
         spec,
