@@ -19,6 +19,7 @@ import yaml
 from devcluster.binaries import ensure_binaries
 from devcluster.controlplane import Cluster, ClusterError
 from tests.cluster.lifecycle import QUICKSTART, cond, get
+from tests.support.gitops import argocd_health, kstatus
 from tests.support.kube import Kubectl, eventually
 
 CHART = Path("charts/flywheel")
@@ -63,7 +64,11 @@ def test_lint_is_clean_and_templates_render_with_every_option() -> None:
     everything = rendered(*ALL_ON)
     kinds = sorted(d["kind"] for d in everything)
     assert kinds.count("Role") == kinds.count("RoleBinding") == 2
-    assert "ClusterRole" not in kinds, "namespaced mode grants nothing cluster-wide"
+    assert "ClusterRoleBinding" not in kinds, (
+        "namespaced mode grants the operator nothing cluster-wide"
+    )
+    aggregated = [d["metadata"]["name"] for d in everything if d["kind"] == "ClusterRole"]
+    assert aggregated == ["fw-flywheel-view", "fw-flywheel-edit"], "only the users' view/edit"
     assert {"NetworkPolicy", "ServiceMonitor"} <= set(kinds)
     crds = [d for d in everything if d["kind"] == "CustomResourceDefinition"]
     assert len(crds) == 5
@@ -85,7 +90,11 @@ def test_lint_is_clean_and_templates_render_with_every_option() -> None:
 
 
 def test_rbac_is_least_privilege() -> None:
-    (role,) = [d for d in rendered() if d["kind"] == "ClusterRole"]
+    (role,) = [
+        d
+        for d in rendered()
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "fw-flywheel"
+    ]
     for rule in role["rules"]:
         assert "*" not in rule["verbs"]
         assert "*" not in rule["resources"]
@@ -236,6 +245,11 @@ def test_install_runs_the_operator_in_cluster_and_rbac_is_enforced(bare: Kubectl
         raise AssertionError(f"{error}\n--- operator log ---\n{_operator_log(bare)}") from None
     md = get(demo, "modeldeployment", "iris")
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
+    # How Argo CD (our health script) and Flux (kstatus) read the real objects.
+    for kind in ("dataset", "trainingrun", "modelversion", "modeldeployment"):
+        for obj in demo.json("get", kind)["items"]:
+            assert argocd_health(obj)[0] == "Healthy", (kind, obj["status"])
+            assert kstatus(obj)[0] == "Current", (kind, obj["status"])
     serving = demo.json("get", "pods", "-l", "app.kubernetes.io/instance=iris")["items"]
     assert {p["spec"]["serviceAccountName"] for p in serving} == {"flywheel-serving"}
     account = get(demo, "serviceaccount", "flywheel-serving")
