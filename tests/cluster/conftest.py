@@ -1,91 +1,22 @@
-"""Fixtures for tests against a real control plane (tests/cluster).
-
-The session starts a local cluster once (hack/devcluster: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler from pinned upstream builds) in a temporary directory,
-or reuses one given by FLYWHEEL_TEST_KUBECONFIG. It installs crds/, gives every test its own
-namespace (removed afterwards) and can run the operator against it with its log captured.
-If the binaries cannot be built or the cluster cannot start, the tests FAIL with the log tail.
+"""Fixtures for tests of the operator process against the real control plane (tests/cluster):
+the operator run from this checkout with its log captured. The cluster, the CRDs and the
+per-test namespace come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from devcluster.binaries import BuildError, ensure_binaries
-from devcluster.controlplane import Cluster, ClusterError
-from tests.support.examples import CRDS
-from tests.support.kube import Kubectl, eventually
+from tests.support.kube import Kubectl
 from tests.support.ports import free_port
-
-
-@pytest.fixture(scope="session")
-def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    """Cluster-wide kubectl for the session's cluster, with the CRDs installed."""
-    try:
-        binaries = ensure_binaries()
-    except BuildError as error:
-        pytest.fail(f"cannot build the control-plane binaries: {error}", pytrace=False)
-    given = os.environ.get("FLYWHEEL_TEST_KUBECONFIG")
-    cluster: Cluster | None = None
-    if given:
-        kubeconfig = Path(given)
-    else:
-        cluster = Cluster(tmp_path_factory.mktemp("cluster"), binaries)
-        try:
-            cluster.up()
-        except ClusterError as error:
-            cluster.down()
-            pytest.fail(f"cannot start the local cluster: {error}", pytrace=False)
-        kubeconfig = cluster.kubeconfig
-    client = Kubectl(binaries.path("kubectl"), kubeconfig)
-    try:
-        client("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-        client(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "-l",
-            "app.kubernetes.io/part-of=flywheel",
-        )
-        yield client
-    finally:
-        if cluster is not None:
-            cluster.down()
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test, deleted afterwards."""
-    # Unique per run: a namespace of an earlier run may still be terminating.
-    digest = hashlib.sha1(f"{request.node.nodeid}{uuid.uuid4()}".encode()).hexdigest()[:8]
-    name = f"t-{request.node.name[:40].lower().strip('_').replace('_', '-')}-{digest}"
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
-    kubectl("create", "namespace", name)
-    eventually(
-        lambda: (
-            kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
-        ),
-        what=f"the default ServiceAccount in {name}",
-    )
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
-
-
-@pytest.fixture
-def k(kubectl: Kubectl, namespace: str) -> Kubectl:
-    """kubectl defaulting to the test's namespace."""
-    return kubectl.in_namespace(namespace)
 
 
 @dataclass

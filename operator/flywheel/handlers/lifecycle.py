@@ -29,6 +29,11 @@ def configure_kopf(settings: kopf.OperatorSettings, context: OperatorContext) ->
     )
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.posting.level = logging.WARNING
+    # No dynamic discovery of namespaces and CRDs: the operator serves the namespaces it is
+    # given (or all) and our CRDs, which are installed before it (the chart orders them first).
+    # Scanning needs cluster-wide list/watch on namespaces and CRDs, which least privilege does
+    # not grant, and without it kopf retries for about a minute at every start.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4

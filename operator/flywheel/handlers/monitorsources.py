@@ -130,6 +130,9 @@ async def window_counts(
         *(get_ok(f"http://{ip}:{PORT}/metrics") for ip, _ in pods.values()),
         return_exceptions=True,
     )
+    failed = [t for t in texts if isinstance(t, BaseException)]
+    if pods and len(failed) == len(pods):
+        raise SourceFailure(f"no serving pod could be scraped: {failed[0]}")
     scrapes: dict[str, PodScrape] = {}
     for (uid, (_, pod)), text in zip(pods.items(), texts, strict=True):
         if isinstance(text, BaseException):
