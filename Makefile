@@ -33,6 +33,7 @@ lock: $(STAMP) ## Re-resolve constraints.txt from pyproject.toml (after changing
 .PHONY: manifests
 manifests: $(STAMP) ## Generate crds/ (and the chart's copy) from the API models.
 	$(BIN)/python -m flywheel.crdgen crds charts/flywheel/files/crds
+	$(BIN)/python -m flywheel.crdgen.apidocs docs/api-reference.md
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift, hadolint.
@@ -41,12 +42,21 @@ lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD d
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m flywheel.crdgen --check crds charts/flywheel/files/crds
+	$(BIN)/python -m flywheel.crdgen.apidocs --check docs/api-reference.md
 	$(BIN)/hadolint operator/Dockerfile serving/Dockerfile
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix.
 	$(BIN)/ruff format operator serving hack bench tests
 	$(BIN)/ruff check --fix operator serving hack bench tests
+
+.PHONY: demo
+demo: $(STAMP) ## The whole loop on the local cluster, narrated (builds the cluster binaries if needed).
+	PYTHONPATH=hack $(BIN)/python -m demo --cluster-dir $(CLUSTER_DIR)
+
+.PHONY: demo-down
+demo-down: $(STAMP) ## Stop the demo's cluster; nothing is left running.
+	$(DEVCLUSTER) down --dir $(CLUSTER_DIR)
 
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from demo import manifests
@@ -44,6 +45,8 @@ class Story:
     rows: int = 3000
     seed: int = 7
     say: Callable[[str], None] = print
+    tick: Callable[[], None] = lambda: None
+    """Called at every poll of a wait (the demo refreshes its status line)."""
     source: DataSource | None = None
     traffic: Traffic | None = None
     seen: dict[str, Any] = field(default_factory=dict)
@@ -57,6 +60,7 @@ class Story:
             found = probe()
             if found:
                 return found
+            self.tick()
             time.sleep(0.5)
         raise Stalled(f"{what}: not done after {timeout:.0f}s\n{self.evidence(*evidence)}")
 
@@ -139,6 +143,17 @@ class Story:
     def monitor(self) -> Obj | None:
         """The ModelMonitor."""
         return self.kube.get("modelmonitor", "churn")
+
+    def evaluated(self, after: float, timeout: float = 90) -> Obj:
+        """The monitor once it evaluated a window that ends after `after` (epoch seconds)."""
+
+        def fresh() -> Obj | None:
+            mm = self.monitor() or {}
+            when = ((mm.get("status") or {}).get("lastEvaluation") or {}).get("time")
+            stamp = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp() if when else 0
+            return mm if stamp > after else None
+
+        return self.wait("an evaluation", fresh, timeout, ("modelmonitor/churn",))
 
     def drift_detected(self, timeout: float = 120) -> Obj:
         """The monitor once DriftDetected=True."""

@@ -66,6 +66,16 @@ def test_committed_crds_match_the_models() -> None:
     assert set(committed_crds()) == set(KINDS_BY_NAME)
 
 
+def test_the_api_reference_is_current() -> None:
+    from flywheel.crdgen import apidocs
+
+    path = CRDS.parent / "docs" / "api-reference.md"
+    assert apidocs.main(["--check", str(path)]) == 0, "run `make manifests`"
+    text = path.read_text()
+    assert "`deploymentRef` (required)" in text
+    assert "## ModelMonitor" in text
+
+
 def test_the_drift_check_catches_a_changed_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
