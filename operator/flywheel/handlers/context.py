@@ -25,6 +25,8 @@ class OperatorContext:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     windows: dict[str, PodWindow] = field(default_factory=dict)
     """The `Pods` metrics source's snapshots, per monitor UID and serving version."""
+    ensured: dict[str, float] = field(default_factory=dict)
+    """When a namespace's artifacts claim or workload ServiceAccount was last ensured."""
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Baseline documents read from serving pods, per ModelVersion UID (immutable)."""
 

@@ -62,7 +62,7 @@ async def step(
     if plan is None:
         return None
     settings = context.settings
-    await ensure_job_prerequisites(kube, namespace, settings)
+    await ensure_job_prerequisites(kube, namespace, context)
     job = render_ingest_job(dict(body), spec, plan, status, settings)
     await kube.create_or_get(namespaced("batch/v1", namespace, "jobs"), job)
     name = job_name(meta["name"], plan)

@@ -86,7 +86,7 @@ async def step(
         failure = await _failure(kube, namespace, name, rendered)
     decided = plan(md, spec, versions, deployment, failure)
     if decided.render is not None:
-        await ensure_service_account(kube, namespace, ctx.settings.serving_service_account)
+        await ensure_service_account(kube, namespace, ctx.settings.serving_service_account, ctx)
         body = render_deployment(md, spec, decided.render, ctx.settings)
         await kube.apply(_path(namespace, "Deployment", child_name(name)), body)
     if decided.render is not None or deployment is not None:

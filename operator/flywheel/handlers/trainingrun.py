@@ -116,7 +116,7 @@ async def _start(
         return pinned
     champion, no_champion = await _champion(kube, namespace, spec)
     settings = ctx.settings
-    await ensure_job_prerequisites(kube, namespace, settings)
+    await ensure_job_prerequisites(kube, namespace, ctx)
     rendered = render_training_job(
         dict(body),
         spec,
