@@ -144,6 +144,13 @@ def register_timer(
             forbidden(error, body, {**dict(status), **patch.status}, patch)
 
     resource = (API_GROUP, API_VERSION, kind.plural)
+    # The first tick waits one interval: the reconcile handler has just acted on a new object,
+    # and a burst of creations would otherwise double its API calls at once.
     kopf.timer(
-        *resource, id=f"follow-{kind.singular}", interval=interval, when=when, registry=registry
+        *resource,
+        id=f"follow-{kind.singular}",
+        interval=interval,
+        initial_delay=interval,
+        when=when,
+        registry=registry,
     )(tick)
