@@ -145,8 +145,26 @@ def schedule_due(spec: ModelMonitorSpec, since: datetime, now: datetime) -> bool
     return fired <= now
 
 
-def _time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time as the API server writes it (`...Z`), or None."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def evaluation_due(spec: ModelMonitorSpec, status: Obj, generation: int, now: datetime) -> bool:
+    """First visit, a new generation, or `interval` since the last evaluation."""
+    last = parse_time((status.get("lastEvaluation") or {}).get("time"))
+    if last is None or status.get("observedGeneration") != generation:
+        return True
+    return now - last >= duration(spec.interval)
+
+
+def schedule_base(meta: Obj, status: Obj) -> datetime:
+    """When the schedule last fired for this monitor: its latest scheduled retraining, or its
+    creation."""
+    scheduled = [r for r in status.get("recentRetrains") or [] if r.get("reason") == "Schedule"]
+    times = [parse_time(r["time"]) for r in scheduled]
+    times.append(parse_time(meta.get("creationTimestamp")))
+    return max(t for t in times if t is not None)
 
 
 def run_number(name: str, run: str) -> int | None:
@@ -305,7 +323,7 @@ def adopt(
         number, run = newest
         meta = run["metadata"]
         record = RetrainRecord(
-            time=_time(meta["creationTimestamp"]) or datetime.fromtimestamp(0, UTC),
+            time=parse_time(meta["creationTimestamp"]) or datetime.fromtimestamp(0, UTC),
             training_run=meta["name"],
             reason=(meta.get("labels") or {}).get(REASON_LABEL, "Unknown"),
             message=(meta.get("annotations") or {}).get(MESSAGE_ANNOTATION, "adopted")[:253],

@@ -226,23 +226,26 @@ def test_accuracy_decay_needs_min_labels_and_outranks_drift() -> None:
     assert decay.trigger.message == "accuracy 0.6 over 100 labels (limit 0.8)"
 
 
+def _decide(spec: ModelMonitorSpec, **given: Any) -> Any:
+    """`decide` for monitor `mon` at T0: a drift verdict, nothing in flight, new data."""
+    arguments: dict[str, Any] = {
+        "verdict": "Drift",
+        "previous_consecutive": 1,
+        "last": None,
+        "recent": [],
+        "decisions_so_far": 0,
+        "in_flight": None,
+        "new_data": True,
+        "schedule_due": False,
+        "now": T0,
+    }
+    return decide(spec, "mon", **{**arguments, **given})
+
+
 def test_the_status_records_the_verdict_and_events_mark_transitions() -> None:
     spec = _spec()
     shifted = evaluate(spec, STATS, CLASSES, _counts(1, [0, 50, 150, 500, 300, 0]), T0)
-    decision = decide(
-        spec,
-        "mon",
-        verdict="Drift",
-        trigger=shifted.trigger,
-        previous_consecutive=1,
-        last=None,
-        recent=[],
-        decisions_so_far=0,
-        in_flight=None,
-        new_data=True,
-        schedule_due=False,
-        now=T0,
-    )
+    decision = _decide(spec, trigger=shifted.trigger)
     assert decision.action == "Create"
     first = report({}, shifted, decision, serving_version=3, retrains=1)
     conditions = {c.type: c for c in first.conditions}
@@ -255,18 +258,14 @@ def test_the_status_records_the_verdict_and_events_mark_transitions() -> None:
     assert first.status["lastEvaluation"]["verdict"] == "Drift"
     previous = {"conditions": [{"type": "DriftDetected", "status": "True"}]}
     calm = evaluate(spec, STATS, CLASSES, _counts(1, [0, 300, 400, 300, 0, 0]), T0)
-    quiet = decide(
+    quiet = _decide(
         spec,
-        "mon",
         verdict="NoDrift",
         trigger=None,
         previous_consecutive=0,
         last=decision.record,
         recent=decision.recent,
         decisions_so_far=1,
-        in_flight=None,
-        new_data=True,
-        schedule_due=False,
         now=T0 + MINUTE,
     )
     second = report(previous, calm, quiet, serving_version=3, retrains=1)
@@ -277,20 +276,7 @@ def test_the_status_records_the_verdict_and_events_mark_transitions() -> None:
 def test_the_retraining_run_is_owned_labelled_and_pinned_to_the_newest_data() -> None:
     spec = _spec()
     shifted = evaluate(spec, STATS, CLASSES, _counts(1, [0, 50, 150, 500, 300, 0]), T0)
-    decision = decide(
-        spec,
-        "mon",
-        verdict="Drift",
-        trigger=shifted.trigger,
-        previous_consecutive=1,
-        last=None,
-        recent=[],
-        decisions_so_far=6,
-        in_flight=None,
-        new_data=True,
-        schedule_due=False,
-        now=T0,
-    )
+    decision = _decide(spec, trigger=shifted.trigger, decisions_so_far=6)
     monitor = {"metadata": {"name": "mon", "namespace": "ml", "uid": "u-1"}}
     run = render_retrain_run(monitor, spec, decision, "fedcba987654")
     assert run["metadata"]["name"] == "mon-retrain-7"
@@ -351,19 +337,13 @@ def test_a_run_created_but_not_recorded_is_adopted_after_a_restart() -> None:
     assert last.time == datetime(2026, 12, 1, 11, 58, tzinfo=UTC)
     assert [r.training_run for r in recent] == ["mon-retrain-3"]
     # The adopted run is in flight and starts the cooldown; the next name is -4.
-    decision = decide(
+    decision = _decide(
         _spec(),
-        "mon",
-        verdict="Drift",
         trigger=Trigger("DataDrift", "x"),
         previous_consecutive=5,
         last=last,
         recent=recent,
         decisions_so_far=count,
-        in_flight=None,
-        new_data=True,
-        schedule_due=False,
-        now=T0,
     )
     assert decision.reason == "Cooldown"
     same = adopt("mon", {**recorded, "retrains": 3}, [run])

@@ -38,26 +38,17 @@ from flywheel.modelmonitors import (
     adopt,
     decide,
     duration,
+    evaluation_due,
+    parse_time,
     render_retrain_run,
     report,
+    schedule_base,
     schedule_due,
 )
 from flywheel.runoutcomes import finished
 
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 Obj = dict[str, Any]
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def evaluation_due(spec: ModelMonitorSpec, status: Obj, generation: int, now: datetime) -> bool:
-    """First visit, a new generation, or `interval` since the last evaluation."""
-    last = _time((status.get("lastEvaluation") or {}).get("time"))
-    if last is None or status.get("observedGeneration") != generation:
-        return True
-    return now - last >= duration(spec.interval)
 
 
 def _waiting(reason: str, message: str, *, failed: bool = False) -> Outcome:
@@ -119,7 +110,7 @@ async def step(
             (r["metadata"]["name"] for r in runs if not finished(r.get("status") or {})), None
         ),
         new_data=current is not None and current != version["spec"]["lineage"]["datasetVersion"],
-        schedule_due=schedule_due(spec, _schedule_base(meta, status), now),
+        schedule_due=schedule_due(spec, schedule_base(meta, status), now),
         now=now,
     )
     if decision.record is not None:
@@ -141,12 +132,6 @@ async def _retrain_runs(kube: Kube, namespace: str, name: str) -> list[Obj]:
         namespaced(GROUP_VERSION, namespace, "trainingruns") + f"?labelSelector={selector}"
     )
     return list(found.get("items", []))
-
-
-def _schedule_base(meta: Obj, status: Obj) -> datetime:
-    scheduled = [r for r in status.get("recentRetrains") or [] if r.get("reason") == "Schedule"]
-    times = [_time(r["time"]) for r in scheduled] + [_time(meta.get("creationTimestamp"))]
-    return max(t for t in times if t is not None)
 
 
 async def _dataset_version(kube: Kube, namespace: str, spec: ModelMonitorSpec) -> str | None:
@@ -188,7 +173,7 @@ async def _request_refresh(kube: Kube, monitor: Obj, spec: ModelMonitorSpec, now
         return
     asked = (dataset["metadata"].get("annotations") or {}).get(REFRESH_REQUESTED)
     handled = (dataset.get("status") or {}).get("lastHandledRefreshAt")
-    asked_at = _time(asked) if asked else None
+    asked_at = parse_time(asked)
     if asked and (asked != handled or (asked_at and now - asked_at < duration(spec.cooldown))):
         return
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from flywheel.api.modelmonitor import ModelMonitorSpec
 from flywheel.handlers.context import OperatorContext
 from flywheel.kube import Kube, namespaced
-from flywheel.modelmonitors import duration
+from flywheel.modelmonitors import duration, parse_time
 from flywheel.podhttp import HttpFailure, get_ok, prometheus_vector
 from flywheel.servingchildren import PORT, child_name, selector_string
 from flywheel.windows import (
@@ -38,10 +38,6 @@ Obj = dict[str, Any]
 
 class SourceFailure(Exception):
     """The metrics source or the pods cannot be read; the message says what failed."""
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 async def ready_pods(kube: Kube, namespace: str, deployment: str) -> dict[str, tuple[str, Obj]]:
@@ -139,7 +135,7 @@ async def window_counts(
             if uid in tracker.last:  # missed once: keep its last counters, lose nothing
                 scrapes[uid] = PodScrape(tracker.last[uid], None)
             continue
-        started = _time((pod.get("status") or {}).get("startTime"))
+        started = parse_time((pod.get("status") or {}).get("startTime"))
         scrapes[uid] = PodScrape(parse_scrape(text, model, number), started)
     tracker.keep = span
     tracker.observe(now, scrapes)
