@@ -2,10 +2,10 @@
 
 Usage (with the local cluster running: `make cluster-up && eval "$(make -s cluster-env)"`):
 
-    .venv/bin/python bench/training_overhead.py [RUNS] [POLL_SECONDS]
+    .venv/bin/python bench/training_overhead.py [RUNS]
 
-It creates a namespace, starts the operator (`python -m flywheel`, FLYWHEEL_POLL_SECONDS as
-given, default 1) against it, ingests the iris quick-start Dataset once, then creates RUNS
+It creates a namespace, starts the operator (`python -m flywheel`) against it, ingests the iris
+quick-start Dataset once, then creates RUNS
 TrainingRuns of the quick-start example one after the other. Each phase is timed on this side by
 polling the API every 50 ms (so each figure carries up to ~50 ms of observation error):
 
@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from flywheel.interfaces.jobs import TrainReport, decode_result
 
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,8 +96,9 @@ def one_run(namespace: str, name: str) -> dict[str, float]:
     )
     pods = get(namespace, "pods", "-l", f"job-name={job}")["items"]
     message = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
-    result = json.loads(message)
-    fit = float(result["fitSeconds"])
+    result = decode_result(message, TrainReport)
+    assert isinstance(result, TrainReport), message
+    fit = result.fit_seconds
     total = registered - created
     return {
         "react": job_seen - created,
@@ -104,7 +107,7 @@ def one_run(namespace: str, name: str) -> dict[str, float]:
         "register": registered - complete,
         "total": total,
         "fit": fit,
-        "outside": complete - running - float(result["seconds"]),
+        "outside": complete - running - result.seconds,
         "overhead": total - fit,
     }
 
@@ -112,13 +115,11 @@ def one_run(namespace: str, name: str) -> dict[str, float]:
 def main() -> int:
     """Start the operator, ingest iris, time RUNS trainings, print the medians."""
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    poll = sys.argv[2] if len(sys.argv) > 2 else "1"
     namespace = f"bench-train-{int(time.time())}"
     subprocess.run([KUBECTL, "create", "namespace", namespace], check=True, capture_output=True)
     log = Path(tempfile.mkstemp(prefix="flywheel-operator-", suffix=".log")[1])
     env = {
         **os.environ,
-        "FLYWHEEL_POLL_SECONDS": poll,
         "FLYWHEEL_LIVENESS_PORT": "0",
         "FLYWHEEL_METRICS_PORT": "0",
     }
@@ -139,8 +140,8 @@ def main() -> int:
         subprocess.run(
             [KUBECTL, "delete", "namespace", namespace, "--wait=false"], capture_output=True
         )
-    print(f"command: .venv/bin/python bench/training_overhead.py {runs} {poll}")
-    print(f"operator log: {log}; FLYWHEEL_POLL_SECONDS={poll}; n={runs}, medians (max):")
+    print(f"command: .venv/bin/python bench/training_overhead.py {runs}")
+    print(f"operator log: {log}; n={runs}, medians (max):")
     for phase in PHASES:
         values = [s[phase] for s in samples]
         print(f"  {phase:9} {statistics.median(values):7.2f} s   ({max(values):.2f} s)")

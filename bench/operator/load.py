@@ -1,214 +1,349 @@
-"""The operator under load: 500 Datasets and 500 TrainingRuns created at once.
+"""The operator under load, beside the operator as it was before the controller contract.
 
-On a local cluster of its own (started here, stopped at the end): one Dataset is made Ready,
-then the local node is stopped so that pods stay Pending and only the operator (and the API
-server) is measured. 500 Datasets and 500 TrainingRuns on the Ready one are created with 16
-concurrent requests; a watch on Jobs records when each owner's Job appears. Reported: the time
-until every Job exists, apply→Job-created latency p50/p99 (from the create's response to the
-Job's ADDED event, both seen by this process), the operator's peak RSS (VmHWM), and, after
-deleting the 1,000 objects, the time until every child Job is gone (garbage collection).
+Usage: PYTHONPATH=hack .venv/bin/python bench/operator/load.py [--baseline COMMIT] [--only current]
 
-Usage: PYTHONPATH=hack .venv/bin/python bench/operator/load.py [--count 500]
+For each operator (the baseline commit, extracted from git, and this checkout), on a fresh local
+cluster whose API server audits the operator's own ServiceAccount:
+
+1. idle: 1,000 finished objects (load_fixtures.py) exist when the operator starts; once it has
+   settled (no write for 15 s), every request it makes in 60 s is counted from the audit log;
+2. sustained: one client creates Datasets one after the other, as fast as it can, for 60 s,
+   with the node stopped (pods stay Pending, only the operator and the API server work);
+   latency is from the Dataset's ADDED watch event to its Job's, both timestamped here;
+3. burst: 500 Datasets and 500 TrainingRuns (on a Ready Dataset) created by 16 concurrent
+   requests; latency from each create's answer to its Job's ADDED event; the operator's writes
+   about each object until its Job existed (audit log); every Job's arrival;
+4. the operator's peak RSS (VmHWM) over all of it.
+
+It prints one table: both operators side by side, the ratio, and the issue's targets.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import lightkube
+import load_audit as audit
+import load_fixtures as fixtures
 import numpy as np
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.batch_v1 import Job
+from load_setup import (
+    ROOT,
+    audited_cluster,
+    baseline_source,
+    kubectl,
+    operator_kubeconfig,
+    start_operator,
+)
 
 from devcluster.binaries import ensure_binaries
-from devcluster.controlplane import NODE, Cluster
-from devcluster.processes import stop
-from flywheel.kube import Kube, namespaced
+from devcluster.controlplane import NODE
 
-API = "flywheel.dev/v1alpha1"
-NAMESPACE = "bench"
-TARGETS = {"p50": 0.5, "all": 60.0, "rss": 250.0}
+BASELINE = "9381099"
+"""The last commit before the controller contract: per-object timers polling every 3 s."""
+IDLE, BENCH = "idle", "bench"
+IDLE_OBJECTS = 1000
+SUSTAIN = 60.0
+BURST = 500
+Dataset = create_namespaced_resource("flywheel.dev", "v1alpha1", "Dataset", "datasets")
+TrainingRun = create_namespaced_resource("flywheel.dev", "v1alpha1", "TrainingRun", "trainingruns")
+MANAGED = {"app.kubernetes.io/managed-by": "flywheel"}
 
 
-def _dataset(name: str) -> dict[str, Any]:
+@dataclass
+class Seen:
+    """When this process saw each object's ADDED event, and each owner's Job's."""
+
+    objects: dict[str, float] = field(default_factory=dict)
+    jobs: dict[str, float] = field(default_factory=dict)
+    job_names: dict[str, str] = field(default_factory=dict)
+
+
+async def _watch(client: lightkube.AsyncClient, resource: Any, seen: Seen, jobs: bool) -> None:
+    labels: dict[str, Any] | None = dict(MANAGED) if jobs else None
+    async for kind, obj in client.watch(resource, namespace=BENCH, labels=labels):
+        now = time.monotonic()
+        if kind != "ADDED":
+            continue
+        if jobs:
+            owner = (obj.metadata.ownerReferences or [None])[0]
+            if owner is not None:
+                seen.jobs.setdefault(owner.name, now)
+                seen.job_names.setdefault(owner.name, obj.metadata.name)
+        else:
+            seen.objects.setdefault(obj.metadata.name, now)
+
+
+def _percentiles(values: list[float]) -> tuple[float, float, float]:
+    array = np.array(values) if values else np.array([float("nan")])
+    return float(np.percentile(array, 50)), float(np.percentile(array, 99)), float(array.max())
+
+
+async def _create(client: lightkube.AsyncClient, namespace: str, body: dict[str, Any]) -> Any:
+    resource: Any = {"Dataset": Dataset, "TrainingRun": TrainingRun}.get(body["kind"])
+    if resource is None:
+        resource = create_namespaced_resource(
+            "flywheel.dev", "v1alpha1", body["kind"], body["kind"].lower() + "s"
+        )
+    placed = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+    return await client.create(resource.from_dict(placed))
+
+
+async def _patch_status(
+    client: lightkube.AsyncClient, namespace: str, created: Any, status: dict[str, Any]
+) -> None:
+    cls = type(created)
+    await client.patch(
+        cls.Status,
+        created.metadata.name,
+        {"status": status},
+        namespace=namespace,
+        patch_type=lightkube.types.PatchType.MERGE,
+    )
+
+
+async def sustained(client: lightkube.AsyncClient) -> dict[str, float]:
+    """One client, one Dataset after the other, for SUSTAIN seconds."""
+    seen = Seen()
+    watchers = [
+        asyncio.create_task(_watch(client, Dataset, seen, jobs=False)),
+        asyncio.create_task(_watch(client, Job, seen, jobs=True)),
+    ]
+    await asyncio.sleep(1)
+    names: list[str] = []
+    start = time.monotonic()
+    while time.monotonic() - start < SUSTAIN:
+        name = f"sus-{len(names)}"
+        await _create(client, BENCH, fixtures.dataset(name))
+        names.append(name)
+    rate = len(names) / (time.monotonic() - start)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(n not in seen.jobs for n in names):
+        await asyncio.sleep(0.2)
+    for task in watchers:
+        task.cancel()
+    latencies = [
+        seen.jobs[n] - seen.objects[n] for n in names if n in seen.jobs and n in seen.objects
+    ]
+    p50, p99, worst = _percentiles(latencies)
+    missing = sum(n not in seen.jobs for n in names)
     return {
-        "apiVersion": API,
-        "kind": "Dataset",
-        "metadata": {"name": name},
-        "spec": {"source": {"uri": "sklearn://iris"}},
+        "rate": rate,
+        "count": len(names),
+        "p50": p50,
+        "p99": p99,
+        "max": worst,
+        "missing": missing,
     }
 
 
-def _run(name: str) -> dict[str, Any]:
+async def burst(client: lightkube.AsyncClient, log: Path) -> dict[str, float]:
+    """BURST Datasets and BURST TrainingRuns at once."""
+    seen = Seen()
+    watcher = asyncio.create_task(_watch(client, Job, seen, jobs=True))
+    await asyncio.sleep(1)
+    bodies = [fixtures.dataset(f"burst-ds-{i}") for i in range(BURST)]
+    bodies += [fixtures.training_run(f"burst-tr-{i}", "ready", f"m-{i}") for i in range(BURST)]
+    answered: dict[str, float] = {}
+    limit = asyncio.Semaphore(16)
+
+    async def one(body: dict[str, Any]) -> None:
+        async with limit:
+            await _create(client, BENCH, body)
+        answered[body["metadata"]["name"]] = time.monotonic()
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(b) for b in bodies))
+    created = time.monotonic() - started
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and any(n not in seen.jobs for n in answered):
+        await asyncio.sleep(0.2)
+    watcher.cancel()
+    latencies = [seen.jobs[n] - answered[n] for n in answered if n in seen.jobs]
+    p50, p99, worst = _percentiles(latencies)
+    every = max(seen.jobs[n] for n in answered if n in seen.jobs) - started
+    await asyncio.sleep(5)  # the audit log is written asynchronously
+    requests = audit.read(log)
+    job_created = {
+        r.name: r.received for r in requests if r.resource == "jobs" and r.verb == "create"
+    }
+    counts = []
+    for name in answered:
+        job = seen.job_names.get(name)
+        if job is not None and job in job_created:
+            counts.append(audit.writes_until(requests, BENCH, name, job, job_created[job]))
     return {
-        "apiVersion": API,
-        "kind": "TrainingRun",
-        "metadata": {"name": name},
-        "spec": {
-            "model": f"m-{name}",
-            "datasetRef": {"name": "ready"},
-            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-        },
+        "created": created,
+        "p50": p50,
+        "p99": p99,
+        "max": worst,
+        "every": every,
+        "missing": sum(n not in seen.jobs for n in answered),
+        "writes": float(np.mean(counts)) if counts else float("nan"),
+        "writes_max": float(max(counts, default=0)),
     }
 
 
-def _rss_peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+def _client(kubeconfig: Path) -> lightkube.AsyncClient:
+    config = KubeConfig.from_file(kubeconfig)
+    return lightkube.AsyncClient(config=config, field_manager="flywheel-bench", timeout=None)
+
+
+async def _idle_objects(kubeconfig: Path) -> int:
+    client = _client(kubeconfig)
+    try:
+        return await fixtures.idle_objects(
+            IDLE,
+            lambda ns, body: _create(client, ns, body),
+            lambda ns, created, status: _patch_status(client, ns, created, status),
+            IDLE_OBJECTS,
+        )
+    finally:
+        await client.close()
+
+
+def _settle(log: Path, started: float, quiet: float = 15.0, limit: float = 420.0) -> float:
+    """Wait until the operator has written nothing for `quiet` seconds; how long it took."""
+    while time.time() - started < limit:
+        time.sleep(2)
+        writes = [r.received for r in audit.read(log) if r.write and r.received >= started]
+        last = max(writes, default=started)
+        if time.time() - last >= quiet and time.time() - started >= 30:
+            return last - started
     return float("nan")
 
 
-async def _watch_jobs(kube: Kube, seen: dict[str, float], stop_at: asyncio.Event) -> None:
-    """Record the arrival time of every Job's ADDED event, by owner name."""
-    url = kube.server + namespaced("batch/v1", NAMESPACE, "jobs") + "?watch=1"
-    session = kube._session  # the same authenticated session
-    while not stop_at.is_set():
-        try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as answer:
-                async for raw in answer.content:
-                    event = json.loads(raw)
-                    owners = event["object"]["metadata"].get("ownerReferences") or [{}]
-                    if event["type"] == "ADDED" and owners[0].get("name"):
-                        seen.setdefault(owners[0]["name"], time.monotonic())
-                    if stop_at.is_set():
-                        return
-        except (aiohttp.ClientError, TimeoutError):
-            await asyncio.sleep(0.2)
+async def _phases(admin: Path, log: Path) -> tuple[dict[str, float], dict[str, float]]:
+    client = _client(admin)
+    try:
+        return await sustained(client), await burst(client, log)
+    finally:
+        await client.close()
 
 
-async def _create_all(kube: Kube, objects: list[dict[str, Any]]) -> dict[str, float]:
-    sent: dict[str, float] = {}
-    limit = asyncio.Semaphore(16)
-
-    async def one(obj: dict[str, Any]) -> None:
-        plural = "datasets" if obj["kind"] == "Dataset" else "trainingruns"
-        async with limit:
-            await kube.create(namespaced(API, NAMESPACE, plural), obj)
-        sent[obj["metadata"]["name"]] = time.monotonic()
-
-    await asyncio.gather(*(one(o) for o in objects))
-    return sent
-
-
-async def _measure(kube: Kube, count: int, operator_pid: int) -> dict[str, float]:
-    objects = [_dataset(f"ds-{i}") for i in range(count)] + [_run(f"tr-{i}") for i in range(count)]
-    seen: dict[str, float] = {}
-    done = asyncio.Event()
-    watcher = asyncio.create_task(_watch_jobs(kube, seen, done))
-    await asyncio.sleep(0.5)
-    started = time.monotonic()
-    sent = await _create_all(kube, objects)
-    created = time.monotonic() - started
-    deadline = time.monotonic() + 600
-    while len([n for n in sent if n in seen]) < len(objects) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    missing = [n for n in sent if n not in seen]
-    latencies = np.array([seen[n] - sent[n] for n in sent if n in seen])
-    all_jobs = max(seen[n] for n in sent if n in seen) - started
-    done.set()
-    watcher.cancel()
-    rss = _rss_peak_mb(operator_pid)
-    # Delete the 1,000 objects; the garbage collector deletes their Jobs.
-    deleting = time.monotonic()
-    for plural, prefix in (("datasets", "ds-"), ("trainingruns", "tr-")):
-        await asyncio.gather(
-            *(kube.delete(namespaced(API, NAMESPACE, plural, f"{prefix}{i}")) for i in range(count))
+def measure(label: str, commit: str | None, work: Path) -> dict[str, float]:
+    """Every figure of one operator, on a fresh cluster."""
+    binaries = ensure_binaries()
+    cluster = audited_cluster(work, binaries)
+    cluster.up()
+    log = work / "audit" / "audit.log"
+    operator = None
+    try:
+        kubectl(cluster, "apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl(cluster, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        for namespace in (IDLE, BENCH):
+            kubectl(cluster, "create", "namespace", namespace)
+        identity = operator_kubeconfig(cluster, work)
+        idle = asyncio.run(_idle_objects(cluster.kubeconfig))
+        source = baseline_source(commit, work) if commit else None
+        started = time.time()
+        operator = start_operator(label, identity, [IDLE, BENCH], work, source)
+        settled = _settle(log, started)
+        window = time.time()
+        time.sleep(60)
+        quiet = audit.between(audit.read(log), window, window + 60)
+        print(f"  {label} idle: {audit.breakdown(quiet)}", flush=True)
+        kubectl(cluster, "-n", BENCH, "apply", "-f", "-", stdin=_json(fixtures.dataset("ready")))
+        kubectl(
+            cluster, "-n", BENCH, "wait", "--for=condition=Ready", "--timeout=300s", "dataset/ready"
         )
-    while time.monotonic() - deleting < 600:
-        jobs = await kube.get(namespaced("batch/v1", NAMESPACE, "jobs"))
-        left = [
-            j
-            for j in jobs.get("items", [])
-            if (j["metadata"].get("ownerReferences") or [{}])[0].get("name") != "ready"
-        ]
-        if not left:
-            break
-        await asyncio.sleep(0.5)
-    return {
-        "objects": len(objects),
-        "create_seconds": created,
-        "missing": len(missing),
-        "p50": float(np.percentile(latencies, 50)),
-        "p99": float(np.percentile(latencies, 99)),
-        "max": float(latencies.max()),
-        "all_jobs_seconds": all_jobs,
-        "rss_mb": rss,
-        "cleanup_seconds": time.monotonic() - deleting,
-    }
+        cluster.stop_component(NODE)  # pods stay Pending from now on
+        steady, crowd = asyncio.run(_phases(cluster.kubeconfig, log))
+        return {
+            "idle_objects": idle,
+            "settle": settled,
+            "idle_requests": len(quiet),
+            "idle_writes": sum(r.write for r in quiet),
+            **{f"sustained_{k}": v for k, v in steady.items()},
+            **{f"burst_{k}": v for k, v in crowd.items()},
+            "rss": operator.peak_rss_mb(),
+        }
+    finally:
+        if operator is not None:
+            operator.process.send_signal(signal.SIGTERM)
+            try:
+                operator.process.wait(timeout=60)
+            except Exception:
+                operator.process.kill()
+        cluster.down()
+
+
+def _json(obj: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+Check = Callable[[float], bool] | None
+ROWS: tuple[tuple[str, str, str, Check], ...] = (
+    (
+        "idle: requests a minute, 1,000 finished objects",
+        "idle_requests",
+        "0 per object",
+        lambda v: v <= 10,
+    ),
+    ("idle: writes a minute", "idle_writes", "", None),
+    ("one client's Datasets a second", "sustained_rate", "13-20", None),
+    ("sustained: apply -> Job p50 (s)", "sustained_p50", "<= 0.2", lambda v: v <= 0.2),
+    ("sustained: apply -> Job p99 (s)", "sustained_p99", "<= 1", lambda v: v <= 1.0),
+    ("burst: the 1,000 creates took (s)", "burst_created", "", None),
+    ("burst: apply -> Job p50 (s)", "burst_p50", "<= 5", lambda v: v <= 5.0),
+    ("burst: apply -> Job p99 (s)", "burst_p99", "", None),
+    ("burst: every Job after (s)", "burst_every", "<= 45", lambda v: v <= 45.0),
+    ("burst: writes per object until its Job", "burst_writes", "<= 2", lambda v: v <= 2.0),
+    ("burst: objects without a Job", "burst_missing", "0", lambda v: v == 0),
+    ("peak RSS (MB)", "rss", "<= 250", lambda v: v <= 250.0),
+)
+
+
+def report(results: dict[str, dict[str, float]]) -> str:
+    """The table: each operator's figure, the ratio current / baseline, the target."""
+    labels = list(results)
+    header = "| Measure | " + " | ".join(labels) + " | ratio | target | |"
+    lines = [header, "|" + "---|" * (len(labels) + 4)]
+    for title, key, target, check in ROWS:
+        values = [results[label].get(key, float("nan")) for label in labels]
+        ratio = ""
+        if len(values) == 2 and values[0] not in (0, float("nan")) and values[0] == values[0]:
+            ratio = f"{values[1] / values[0]:.2g}x"
+        met = ""
+        if check is not None and values[-1] == values[-1]:
+            met = "met" if check(values[-1]) else "MISSED"
+        cells = " | ".join(f"{v:.3g}" for v in values)
+        lines.append(f"| {title} | {cells} | {ratio} | {target} | {met} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the table."""
+    """Measure the baseline and the current operator, one after the other; print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=500, help="Datasets and TrainingRuns each")
+    parser.add_argument("--baseline", default=BASELINE, help="the commit to compare with")
+    parser.add_argument("--only", choices=("baseline", "current"), help="measure one operator")
     args = parser.parse_args(argv)
-    binaries = ensure_binaries()
-    work = Path(tempfile.mkdtemp(prefix="flywheel-bench-operator-"))
-    cluster = Cluster(work / "cluster", binaries)
-    state = cluster.up()
-    kubectl = [binaries.path("kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
-    operator: subprocess.Popen[bytes] | None = None
-    try:
-        subprocess.run([*kubectl, "apply", "--server-side", "-f", "crds/"], check=True,
-                       capture_output=True)  # fmt: skip
-        subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
-                       check=True, capture_output=True)  # fmt: skip
-        subprocess.run([*kubectl, "create", "namespace", NAMESPACE], check=True)
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "FLYWHEEL_LIVENESS_PORT": "0",
-               "FLYWHEEL_METRICS_PORT": "0"}  # fmt: skip
-        log = (work / "operator.log").open("wb")
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "flywheel", "--namespace", NAMESPACE],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        subprocess.run([*kubectl, "-n", NAMESPACE, "apply", "-f", "-"],
-                       input=json.dumps(_dataset("ready")).encode(), check=True)  # fmt: skip
-        subprocess.run([*kubectl, "-n", NAMESPACE, "wait", "--for=condition=Ready",
-                        "--timeout=300s", "dataset/ready"], check=True)  # fmt: skip
-        stop(state.pids[NODE], cluster.binary(NODE), timeout=60)  # pods stay Pending from now
-        os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-        result = asyncio.run(_run_measure(args.count, operator.pid))
-    finally:
-        if operator is not None:
-            operator.send_signal(signal.SIGTERM)
-            operator.wait(timeout=60)
-        cluster.down()
-    _print(result)
-    return 0 if result["missing"] == 0 else 1
-
-
-async def _run_measure(count: int, pid: int) -> dict[str, float]:
-    kube = Kube.login()
-    try:
-        return await _measure(kube, count, pid)
-    finally:
-        await kube.close()
-
-
-def _print(r: dict[str, float]) -> None:
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
-    print(f"\n{int(r['objects'])} objects created in {r['create_seconds']:.1f} s "
-          f"(16 concurrent creates); {int(r['missing'])} without a Job after 600 s")  # fmt: skip
-    print("| Measure | Value | Target | |\n|---|---|---|---|")
-    print(f"| apply → Job created, p50 | {r['p50']:.3f} s | < {TARGETS['p50']} s | "
-          f"{verdict(r['p50'] < TARGETS['p50'])} |")  # fmt: skip
-    print(f"| apply → Job created, p99 (max) | {r['p99']:.3f} s ({r['max']:.2f} s) | | |")
-    print(f"| every Job exists after | {r['all_jobs_seconds']:.1f} s | < {TARGETS['all']:.0f} s | "
-          f"{verdict(r['all_jobs_seconds'] < TARGETS['all'])} |")  # fmt: skip
-    print(f"| operator peak RSS | {r['rss_mb']:.0f} MB | < {TARGETS['rss']:.0f} MB | "
-          f"{verdict(r['rss_mb'] < TARGETS['rss'])} |")  # fmt: skip
-    print(f"| delete → every child Job gone | {r['cleanup_seconds']:.1f} s | | |")
+    runs = [(f"0.1 ({args.baseline}, polling)", args.baseline), ("current (events)", None)]
+    if args.only:
+        runs = [runs[0] if args.only == "baseline" else runs[1]]
+    results = {}
+    for label, commit in runs:
+        print(f"measuring {label} ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="flywheel-bench-operator-") as work:
+            results[label] = measure(label, commit, Path(work))
+        print(f"  {results[label]}", flush=True)
+    given = " ".join(argv or sys.argv[1:])
+    print(f"\ncommand: PYTHONPATH=hack .venv/bin/python bench/operator/load.py {given}")
+    print(report(results))
+    return 0
 
 
 if __name__ == "__main__":

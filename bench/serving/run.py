@@ -125,8 +125,8 @@ def build_models() -> list[ModelFiles]:
             ),
             namespace="bench",
             run=name,
-            snapshot_uri=str(data["snapshotURI"]),
-            digest=str(data["digest"]),
+            snapshot_uri=data.snapshot_uri,
+            digest=data.digest,
             claim="art",
             store=store,
         )
@@ -136,9 +136,9 @@ def build_models() -> list[ModelFiles]:
         models.append(
             ModelFiles(
                 name,
-                store.path(result["modelURI"]),
-                result["sha256"],
-                store.path(str(data["statsURI"])),
+                store.path(result.model_uri),
+                result.sha256,
+                store.path(data.stats_uri),
                 joblib_path,
                 x.shape[1],
                 x[:100].astype(np.float32),

@@ -94,7 +94,7 @@ def _setup(kube: Kube, say: Narrator | None) -> None:
     kube.helm(
         "upgrade", "--install", "flywheel", str(CHART), "--namespace", SYSTEM,
         "--set", f"crds.install={'true' if owned else 'false'}",
-        "--set", "operator.pollSeconds=1", "--wait", "--timeout", "300s",
+        "--wait", "--timeout", "300s",
     )  # fmt: skip
 
 

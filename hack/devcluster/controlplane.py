@@ -54,6 +54,8 @@ class Cluster:
     binaries: Binaries
     with_node: bool = True
     """Run the local node agent (needs root) so that pods really run."""
+    apiserver_args: tuple[str, ...] = ()
+    """Extra kube-apiserver flags (e.g. an audit log for a benchmark)."""
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -162,6 +164,23 @@ class Cluster:
             for data in ("etcd", "node"):
                 subprocess.run(["rm", "-rf", str(self.directory / data)], check=True)
 
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stop one running component (an outage, for tests); the rest keep running. With
+        `kill`, SIGKILL at once: no graceful shutdown, connections just drop."""
+        state = self.load_state()
+        processes.stop(state.pids[name], self.binary(name), timeout=0.0 if kill else 15.0)
+        processes.reap_children([state.pids[name]])
+
+    def start_component(self, name: str) -> None:
+        """Start one stopped component again, on its recorded ports, and wait until healthy."""
+        state = self.load_state()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        state.pids[name] = processes.spawn(
+            self._argv(name, state), self.logs / f"{name}.log", env=env
+        )
+        self._save_state(state)
+        self._wait_started(name, state)
+
     # --- wiring ----------------------------------------------------------------------------
 
     def _ports(self, previous: State) -> dict[str, int]:
@@ -248,6 +267,7 @@ class Cluster:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--endpoint-reconciler-type=none",
+                *self.apiserver_args,
             ]
         kubeconfig = d / (
             "controller-manager.kubeconfig"

@@ -72,11 +72,12 @@ def _reap(pid: int) -> None:
 
 
 def stop(pid: int, binary: str, timeout: float = 15.0) -> None:
-    """SIGTERM, wait up to `timeout`, then SIGKILL; the process is reaped if it is ours."""
+    """SIGTERM, wait up to `timeout`, then SIGKILL (at once with no timeout); the process is
+    reaped if it is ours."""
     if not alive(pid, binary):
         _reap(pid)
         return
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGTERM if timeout > 0 else signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)

@@ -15,10 +15,10 @@ from typing import Any, cast
 import kopf
 from prometheus_client import CollectorRegistry
 
-from flywheel.handlers import build_registry
-from flywheel.handlers.context import OperatorContext
 from flywheel.opmetrics import OperatorMetrics
 from flywheel.settings import OperatorSettings
+from flywheel.wiring import build_registry
+from flywheel.wiring.operator import Operator
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {"namespaces": args.namespace} if args.namespace else {}
     settings = OperatorSettings(**overrides)
-    context = OperatorContext(settings=settings, metrics=OperatorMetrics(CollectorRegistry()))
+    operator = Operator(settings=settings, metrics=OperatorMetrics(CollectorRegistry()))
     kopf.configure(verbose=args.verbose or settings.log_level == "DEBUG")
     liveness = (
         f"http://{settings.bind_address}:{settings.liveness_port}/healthz"
@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         # passwd entry (the images' 65532) does not have; the host name is the pod name.
         # (kopf types it as its private NewType of str.)
         identity=cast(Any, f"{socket.gethostname()}/{os.getpid()}"),
-        registry=build_registry(settings),
+        registry=build_registry(operator),
         standalone=True,
         clusterwide=settings.clusterwide,
         namespaces=settings.namespaces,
         liveness_endpoint=liveness,
-        memo=context,
+        memo=operator,
     )
     return 0
 

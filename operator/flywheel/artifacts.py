@@ -14,8 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-MOUNT_ROOT = Path("/var/lib/flywheel/artifacts")
-"""Where pods mount artifact claims: `<MOUNT_ROOT>/<claim>`."""
+from flywheel.interfaces.jobs import MOUNT_ROOT
 
 
 class ArtifactError(Exception):

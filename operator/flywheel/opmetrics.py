@@ -24,7 +24,8 @@ class OperatorMetrics:
         self.registry = registry
         self.reconciles = Counter(
             "flywheel_reconcile_total",
-            "Reconciles by kind and result (success, invalid_spec, retry, error).",
+            "Reconciles by kind and result (success, invalid_spec, retry, forbidden, error, "
+            "gone, deleting).",
             ["kind", "result"],
             registry=registry,
         )
@@ -39,6 +40,13 @@ class OperatorMetrics:
             "flywheel_reconcile_errors_total",
             "Reconciles that ended in an error, by kind and reason.",
             ["kind", "reason"],
+            registry=registry,
+        )
+        self.api_requests = Counter(
+            "flywheel_api_requests_total",
+            "The operator's own Kubernetes API requests (kopf's watches aside), by verb, "
+            "resource and code (2xx: success, 0: no answer, else the refusal's HTTP status).",
+            ["verb", "resource", "code"],
             registry=registry,
         )
 
@@ -101,18 +109,27 @@ class OperatorMetrics:
             self.prediction_drift_score.labels(namespace, monitor, prediction[0]).set(prediction[1])
 
     def forget_monitor(self, namespace: str, monitor: str) -> None:
-        """Remove every gauge series of a deleted monitor."""
+        """Remove every series of a deleted monitor (its decision counts too)."""
         for labels in self._series.pop((namespace, monitor), set()):
             self.drift_score.remove(*labels)
-        for gauge in (self.prediction_drift_score, self.performance):
-            for metric in gauge.collect():
-                for sample in metric.samples:
-                    found = sample.labels
-                    if found.get("namespace") == namespace and found.get("monitor") == monitor:
-                        gauge.remove(*found.values())
+        for family in (self.prediction_drift_score, self.performance, self.retrain_decisions):
+            found = {
+                tuple(sample.labels.values())
+                for metric in family.collect()
+                for sample in metric.samples
+                if sample.labels.get("namespace") == namespace
+                and sample.labels.get("monitor") == monitor
+            }
+            for labels in found:
+                with contextlib.suppress(KeyError):
+                    family.remove(*labels)
         for gauge in (self.window_samples, self.drift_detected):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, monitor)
+
+    def observe_request(self, verb: str, resource: str, code: str) -> None:
+        """Count one API request."""
+        self.api_requests.labels(verb, resource, code).inc()
 
     @contextmanager
     def timed(self, kind: str) -> Iterator[None]:

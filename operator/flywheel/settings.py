@@ -75,8 +75,9 @@ class OperatorSettings(BaseSettings):
     serving_service_account: str = "flywheel-serving"
     """The ServiceAccount of serving pods in each namespace (created like the Jobs' one)."""
 
-    poll_seconds: float = Field(default=3.0, gt=0)
-    """How often running Jobs are checked and refresh schedules evaluated."""
+    workers: int = Field(default=4, ge=1, le=64)
+    """Reconciles of each kind that run at once (one object is never reconciled twice at
+    once)."""
 
     failpoint: Literal["", "exit-after-model-version-created"] = ""
     """Testing only: stop the process abruptly (exit code 17) at a named point, to prove that

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-OTHER, UNSEEN, NULL = "__other__", "__unseen__", "__null__"
+from flywheel_serving.names import NUMERIC_NULL, categorical_slots
 
 
 @dataclass
@@ -82,7 +82,7 @@ class NumericBins:
     def labels(self) -> list[tuple[str, str]]:
         """(feature, bin) of every slot, in slot order."""
         return [
-            (name, str(position) if position <= size else "null")
+            (name, str(position) if position <= size else NUMERIC_NULL)
             for name, size in zip(self.names, self.sizes.tolist(), strict=True)
             for position in range(size + 2)
         ]
@@ -100,7 +100,7 @@ class CategoricalBins:
     @classmethod
     def build(cls, name: str, top: list[str], others: Iterable[str]) -> CategoricalBins:
         """Top categories first, then `__other__`, `__unseen__`, `__null__`."""
-        labels = [*top, OTHER, UNSEEN, NULL]
+        labels = categorical_slots(top)
         return cls(name, {v: i for i, v in enumerate(top)}, set(others), labels)
 
     def position(self, value: object) -> int:

@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ARTIFACTS_ROOT = Path("/var/lib/flywheel/artifacts")
+from flywheel_serving import names
+from flywheel_serving.names import PORT
+
+ARTIFACTS_ROOT = Path(names.ARTIFACTS_ROOT)
 """Where pods mount artifact claims: `pvc://<claim>/<path>` is `<root>/<claim>/<path>`."""
 
 
@@ -27,7 +30,7 @@ class ServingConfig:
     card_uri: str = ""
     stats_uri: str = ""
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = PORT
     artifacts_root: Path = ARTIFACTS_ROOT
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_size: int = 0
@@ -61,7 +64,7 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
         "metrics use; empty: no feature metrics.",
     ),
     ("host", str, "Listen address (default 0.0.0.0)."),
-    ("port", int, "Listen port (default 8080)."),
+    ("port", int, f"Listen port (default {PORT})."),
     (
         "artifacts-root",
         Path,

@@ -21,6 +21,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from flywheel_serving import names
+
 LATENCY_BUCKETS = (
     0.0001,
     0.00025,
@@ -89,31 +91,31 @@ class ServingMetrics:
     def collect(self) -> Iterable[Metric]:
         """The families, rendered at scrape time."""
         base = self.base
-        labels = ["model", "version"]
+        labels = [names.MODEL, names.VERSION]
         requests = CounterMetricFamily(
-            "flywheel_requests",
+            names.REQUESTS,
             "HTTP requests by endpoint and status code.",
-            labels=[*labels, "endpoint", "code"],
+            labels=[*labels, names.ENDPOINT, names.CODE],
         )
         for (endpoint, code), count in sorted(self.requests.items()):
             requests.add_metric([*base, endpoint, str(code)], count)
         yield requests
         latency = HistogramMetricFamily(
-            "flywheel_request_duration_seconds",
+            names.REQUEST_DURATION,
             "HTTP request latency, body read to response.",
-            labels=[*labels, "endpoint"],
+            labels=[*labels, names.ENDPOINT],
         )
         for endpoint, histogram in sorted(self.latency.items()):
             latency.add_metric([*base, endpoint], histogram.buckets(), histogram.sum)
         yield latency
         for name, text, histogram in (
             (
-                "flywheel_inference_duration_seconds",
+                names.INFERENCE_DURATION,
                 "onnxruntime session run latency.",
                 self.inference,
             ),
             (
-                "flywheel_batch_size",
+                names.BATCH_SIZE,
                 "Rows per session run (merged requests with adaptive batching).",
                 self.batch,
             ),
@@ -122,7 +124,7 @@ class ServingMetrics:
             family.add_metric(base, histogram.buckets(), histogram.sum)
             yield family
         in_flight = GaugeMetricFamily(
-            "flywheel_in_flight_requests", "Requests being handled.", labels=labels
+            names.IN_FLIGHT_REQUESTS, "Requests being handled.", labels=labels
         )
         in_flight.add_metric(base, self.in_flight)
         yield in_flight

@@ -30,7 +30,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from flywheel_serving.bins import UNSEEN, CategoricalBins, NumericBins
+from flywheel_serving import names
+from flywheel_serving.bins import CategoricalBins, NumericBins
 from flywheel_serving.metrics import bucket_label
 from flywheel_serving.model import Inputs, Prediction
 
@@ -172,18 +173,18 @@ class Monitor:
             logger.exception("counting the pending requests failed")
         base = [self.model, self.version]
         rows = CounterMetricFamily(
-            "flywheel_monitored_rows",
+            names.MONITORED_ROWS,
             "Rows predicted (the sample size of drift windows).",
-            labels=["model", "version"],
+            labels=[names.MODEL, names.VERSION],
         )
         rows.add_metric(base, self.rows)
         yield rows
         values = CounterMetricFamily(
-            "flywheel_feature_values",
+            names.FEATURE_VALUES,
             "Input values per feature and baseline bin (numeric: position in the baseline "
             "histogram counts, 0 underflow, last overflow; categorical: category, __other__, "
             "__unseen__, __null__).",
-            labels=["model", "version", "feature", "bin"],
+            labels=[names.MODEL, names.VERSION, names.FEATURE, names.BIN],
         )
         counts = self.features.tolist()
         for slot, (feature, bin_) in enumerate(self.numeric.labels()):
@@ -199,16 +200,18 @@ class Monitor:
         counts = self.predictions.tolist()
         if self.classes:
             family = CounterMetricFamily(
-                "flywheel_predictions", "Predicted classes.", labels=["model", "version", "class"]
+                names.PREDICTIONS,
+                "Predicted classes.",
+                labels=[names.MODEL, names.VERSION, names.CLASS],
             )
-            for position, label in enumerate([*self.classes, UNSEEN]):
+            for position, label in enumerate([*self.classes, names.UNSEEN]):
                 family.add_metric([*base, label], counts[position])
             yield family
             buckets = np.cumsum(self.scores).tolist()
             score = HistogramMetricFamily(
-                "flywheel_prediction_score",
+                names.PREDICTION_SCORE,
                 "The highest class probability of each prediction.",
-                labels=["model", "version"],
+                labels=[names.MODEL, names.VERSION],
             )
             score.add_metric(
                 base,
@@ -219,9 +222,9 @@ class Monitor:
             yield score
         elif self.prediction_bins is not None:
             family = CounterMetricFamily(
-                "flywheel_prediction_values",
+                names.PREDICTION_VALUES,
                 "Predicted values per bin of the training label's histogram.",
-                labels=["model", "version", "bin"],
+                labels=[names.MODEL, names.VERSION, names.BIN],
             )
             for slot, (_, bin_) in enumerate(self.prediction_bins.labels()):
                 family.add_metric([*base, bin_], counts[slot])
@@ -229,36 +232,36 @@ class Monitor:
 
     def _feedback(self, base: list[str]) -> Iterable[Metric]:
         labels = CounterMetricFamily(
-            "flywheel_feedback_labels", "True labels received.", labels=["model", "version"]
+            names.FEEDBACK_LABELS, "True labels received.", labels=[names.MODEL, names.VERSION]
         )
         labels.add_metric(base, self.labels)
         yield labels
         if self.classes:
-            names = [*self.classes, UNSEEN]
+            slots = [*self.classes, names.UNSEEN]
             confusion = CounterMetricFamily(
-                "flywheel_feedback_confusion",
+                names.FEEDBACK_CONFUSION,
                 "True labels by predicted and actual class (accuracy = diagonal / total).",
-                labels=["model", "version", "predicted", "actual"],
+                labels=[names.MODEL, names.VERSION, names.PREDICTED, names.ACTUAL],
             )
             matrix = self.confusion.tolist()
-            for row, predicted in enumerate(names):
-                for column, actual in enumerate(names):
+            for row, predicted in enumerate(slots):
+                for column, actual in enumerate(slots):
                     confusion.add_metric([*base, predicted, actual], matrix[row][column])
             yield confusion
             return
         for name, total, text in (
             (
-                "flywheel_feedback_absolute_error",
+                names.FEEDBACK_ABSOLUTE_ERROR,
                 self.absolute_error,
                 "Sum of |prediction - label|.",
             ),
             (
-                "flywheel_feedback_squared_error",
+                names.FEEDBACK_SQUARED_ERROR,
                 self.squared_error,
                 "Sum of (prediction - label)^2.",
             ),
         ):
-            family = CounterMetricFamily(name, text, labels=["model", "version"])
+            family = CounterMetricFamily(name, text, labels=[names.MODEL, names.VERSION])
             family.add_metric(base, total)
             yield family
 
@@ -284,14 +287,14 @@ def _row_max(probabilities: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def info_metric(model: str, version: str, sha256: str, ready: bool) -> Iterable[Metric]:
     """The model info series and readiness."""
     info = GaugeMetricFamily(
-        "flywheel_model_info", "The served model.", labels=["model", "version", "sha256"]
+        names.MODEL_INFO, "The served model.", labels=[names.MODEL, names.VERSION, names.SHA256]
     )
     info.add_metric([model, version, sha256], 1)
     yield info
     up = GaugeMetricFamily(
-        "flywheel_model_ready",
+        names.MODEL_READY,
         "1 once loaded, verified and warmed up.",
-        labels=["model", "version"],
+        labels=[names.MODEL, names.VERSION],
     )
     up.add_metric([model, version], 1 if ready else 0)
     yield up

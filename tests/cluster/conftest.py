@@ -49,7 +49,6 @@ def start_operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator
             "FLYWHEEL_LIVENESS_PORT": str(free_port()),
             "FLYWHEEL_METRICS_PORT": str(metrics_port),
             "FLYWHEEL_BIND_ADDRESS": "127.0.0.1",
-            "FLYWHEEL_POLL_SECONDS": "1",
             **extra_env,
         }
         with log.open("wb") as out:

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from devcluster.binaries import ensure_binaries
-from devcluster.controlplane import Cluster, ClusterError
 from tests.cluster.lifecycle import QUICKSTART, cond, get
+from tests.support.clusters import own_cluster
 from tests.support.gitops import argocd_health, kstatus
 from tests.support.kube import Kubectl, eventually
 
@@ -192,17 +192,8 @@ def test_rendered_manifests_pass_a_server_side_dry_run_under_restricted(
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
     """A second local cluster (control plane + node) with no CRDs: Helm installs them."""
-    binaries = ensure_binaries()
-    cluster = Cluster(tmp_path_factory.mktemp("chart-cluster"), binaries)
-    try:
-        cluster.up()
-    except ClusterError as error:
-        cluster.down()
-        pytest.fail(f"cannot start the chart's cluster: {error}", pytrace=False)
-    try:
-        yield Kubectl(binaries.path("kubectl"), cluster.kubeconfig)
-    finally:
-        cluster.down()
+    with own_cluster(tmp_path_factory.mktemp("chart-cluster"), crds=False) as (_, kubectl):
+        yield kubectl
 
 
 def _operator_log(k: Kubectl) -> str:
@@ -214,7 +205,7 @@ def _operator_log(k: Kubectl) -> str:
 def _install(k: Kubectl, chart: Path, *values: str) -> None:
     helm(
         "upgrade", "--install", RELEASE, str(chart), "--namespace", "flywheel-system",
-        "--set", "operator.pollSeconds=1", "--wait", "--timeout", "180s", *values,
+        "--wait", "--timeout", "180s", *values,
         kubeconfig=k.kubeconfig,
     )  # fmt: skip
 

@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 
 from flywheel.api.modelmonitor import ModelMonitorSpec
-from flywheel.evaluations import evaluate
-from flywheel.windows import WindowCounts, parse_scrape
+from flywheel.controllers.modelmonitor.evaluate import evaluate
+from flywheel.controllers.modelmonitor.windows import WindowCounts, parse_scrape
 from tests.cluster.conftest import OperatorFactory
 from tests.cluster.lifecycle import (
     Traffic,

@@ -47,7 +47,7 @@ def test_first_visit_writes_observed_generation_and_conditions(
         stalled = condition(obj, "Stalled")
         assert stalled is not None
         assert stalled["status"] == "False"
-        assert obj["metadata"]["annotations"], "kopf keeps its state in annotations"
+        assert obj["metadata"]["annotations"], "kubectl's, left alone: we write only status"
         assert "kopf" not in obj["status"], "nothing untyped in status"
 
 

@@ -41,7 +41,6 @@ def test_data_train_deploy_drift_retrain_redeploy(kubectl: Kubectl, namespace: s
         "--set", "crds.install=false",  # the session's cluster has them (kubectl-applied)
         "--set", f"watchNamespaces={{{namespace}}}",
         "--set", "rbac.aggregateToDefaultRoles=false",
-        "--set", "operator.pollSeconds=1",
         "--wait", "--timeout", "180s",
     )  # fmt: skip
     (node,) = kube.json("get", "nodes", namespaced=False)["items"]

@@ -55,20 +55,21 @@ def _make(
         run,
         namespace="t",
         run=f"{name}-1",
-        snapshot_uri=str(data["snapshotURI"]),
-        digest=str(data["digest"]),
+        snapshot_uri=data.snapshot_uri,
+        digest=data.digest,
         claim="art",
         store=store,
     )
-    stats = json.loads(store.read_bytes(str(data["statsURI"])))
+    stats = json.loads(store.read_bytes(data.stats_uri))
+    signature = result.signature
     return Artifacts(
         root,
-        result["modelURI"],
-        result["sha256"],
-        str(data["statsURI"]),
+        result.model_uri,
+        result.sha256,
+        data.stats_uri,
         stats,
-        result["signature"]["features"],
-        result["signature"].get("classLabels"),
+        [f.model_dump(mode="json") for f in signature.features],
+        signature.class_labels,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flywheel.conditions import (
+from flywheel.core.conditions import (
     ConditionUpdate,
     dump_conditions,
     find_condition,

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from flywheel.api import KINDS_BY_NAME
-from flywheel.status import invalid_spec_verdict
+from flywheel.core.admission import invalid_spec_finding
 from tests.support.crdcheck import crd_schema, validate
 from tests.support.examples import Example, committed_crds, invalid_examples, valid_examples
 
@@ -59,6 +59,6 @@ def test_invalid_example_is_refused_with_its_message(example: Example) -> None:
     assert errors == [], "an operator-stage example must pass the API server"
     with pytest.raises(ValidationError) as caught:
         KINDS_BY_NAME[obj["kind"]].spec.model_validate(obj["spec"])
-    verdict = invalid_spec_verdict(caught.value)
-    assert verdict.reason == "InvalidSpec"
-    assert example.expect in verdict.message
+    finding = invalid_spec_finding(caught.value)
+    assert finding.reason == "InvalidSpec"
+    assert example.expect in finding.message

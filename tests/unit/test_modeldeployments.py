@@ -7,10 +7,22 @@ from typing import Any
 import pytest
 
 from flywheel.api.modeldeployment import ModelDeploymentSpec
-from flywheel.conditions import Verdict
-from flywheel.modeldeployments import Refusal, active_failure, links, plan, select_version
-from flywheel.rollouts import pod_failure, rollout
-from flywheel.servingchildren import render_deployment, render_hpa, render_service
+from flywheel.controllers.modeldeployment.decide import (
+    Refusal,
+    active_failure,
+    links,
+    plan,
+    select_version,
+)
+from flywheel.controllers.modeldeployment.render import (
+    render_deployment,
+    render_hpa,
+    render_service,
+)
+from flywheel.controllers.modeldeployment.rollouts import pod_failure, rollout
+from flywheel.core.conditions import Finding
+from flywheel.core.outcome import Event, Outcome
+from flywheel.core.target import Meta, parse_meta
 from flywheel.settings import OperatorSettings
 
 SHA = "a" * 64
@@ -38,9 +50,10 @@ def _spec(**fields: Any) -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate({"model": "iris", **fields})
 
 
-def _md(status: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
-    meta = {"name": "web", "namespace": "ns", "uid": "u-1", "generation": generation}
-    return {"metadata": meta, "status": status or {}}
+def _meta(generation: int = 1) -> Meta:
+    return parse_meta(
+        {"metadata": {"name": "web", "namespace": "ns", "uid": "u-1", "generation": generation}}
+    )
 
 
 def _deployment(version: int, **status: Any) -> dict[str, Any]:
@@ -51,8 +64,19 @@ def _deployment(version: int, **status: Any) -> dict[str, Any]:
     }
 
 
-def _conditions(outcome: Any) -> dict[str, tuple[str, str]]:
+def _conditions(outcome: Outcome) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in outcome.conditions}
+
+
+def _event(outcome: Outcome) -> Event | None:
+    """The outcome's Event (a ModelDeployment decision posts at most one)."""
+    assert len(outcome.events) <= 1
+    return outcome.events[0] if outcome.events else None
+
+
+def _event_reason(outcome: Outcome) -> str:
+    found = _event(outcome)
+    return found.reason if found else ""
 
 
 def test_pinned_selection_refuses_missing_unjudged_and_unvalidated_versions() -> None:
@@ -76,8 +100,8 @@ def test_latest_validated_takes_the_newest_validated_version_but_not_a_failed_ro
     versions = [_version(1), _version(2), _version(3, "False")]
     assert select_version(spec, versions, None) == versions[1]
     status = {"failedRollout": {"version": 2, "generation": 1, "reason": "R", "message": "m"}}
-    assert plan(_md(status, generation=1), spec, versions, None).render == versions[0]
-    retried = plan(_md(status, generation=2), spec, versions, None)
+    assert plan(_meta(generation=1), status, spec, versions, None).render == versions[0]
+    retried = plan(_meta(generation=2), status, spec, versions, None)
     assert retried.render == versions[1], "the failure was under an earlier spec"
     assert retried.outcome.status["failedRollout"] is None
     failure = active_failure(status, 1)
@@ -92,30 +116,30 @@ def test_a_new_version_rolls_out_and_serving_changes_only_when_complete() -> Non
     spec = _spec(version=2, replicas=2)
     versions = [_version(1), _version(2)]
     status = {"servingVersion": 1, "lastGoodVersion": 1}
-    started = plan(_md(status), spec, versions, _deployment(1, replicas=2, updatedReplicas=2))
+    started = plan(_meta(), status, spec, versions, _deployment(1, replicas=2, updatedReplicas=2))
     assert started.render == versions[1]
     assert started.outcome.status["targetVersion"] == 2
     assert "servingVersion" not in started.outcome.status
     assert _conditions(started.outcome)["Progressing"] == ("True", "RollingOut")
     assert _conditions(started.outcome)["Ready"][0] == "False", "no ready replicas reported yet"
-    assert started.outcome.event_reason == "RollingOut"
+    assert _event_reason(started.outcome) == "RollingOut"
 
     halfway = _deployment(2, replicas=3, updatedReplicas=1, readyReplicas=2, availableReplicas=2)
-    moving = plan(_md(status), spec, versions, halfway)
+    moving = plan(_meta(), status, spec, versions, halfway)
     assert moving.outcome.status["targetVersion"] == 2
     assert "servingVersion" not in moving.outcome.status
     assert _conditions(moving.outcome)["Ready"] == ("True", "Serving")
     assert _conditions(moving.outcome)["Progressing"] == ("True", "RollingOut")
 
     complete = _deployment(2, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
-    done = plan(_md(status), spec, versions, complete)
+    done = plan(_meta(), status, spec, versions, complete)
     assert done.outcome.status["servingVersion"] == 2
     assert done.outcome.status["lastGoodVersion"] == 2
     assert done.outcome.status["targetVersion"] is None
     assert _conditions(done.outcome)["Progressing"] == ("False", "RolloutComplete")
-    assert done.outcome.event_reason == "RolloutComplete"
-    again = plan(_md({**status, "servingVersion": 2}), spec, versions, complete)
-    assert again.outcome.event_reason == "", "no Event when nothing changed"
+    assert _event_reason(done.outcome) == "RolloutComplete"
+    again = plan(_meta(), {**status, "servingVersion": 2}, spec, versions, complete)
+    assert _event_reason(again.outcome) == "", "no Event when nothing changed"
 
 
 def test_a_rollout_past_its_deadline_is_rolled_back_to_the_last_good_version() -> None:
@@ -131,8 +155,8 @@ def test_a_rollout_past_its_deadline_is_rolled_back_to_the_last_good_version() -
             {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
         ],
     )
-    why = Verdict("ArtifactDigestMismatch", "pod web-x: sha256 differs")
-    rolled = plan(_md(status, generation=4), spec, versions, stuck, why)
+    why = Finding("ArtifactDigestMismatch", "pod web-x: sha256 differs")
+    rolled = plan(_meta(generation=4), status, spec, versions, stuck, why)
     assert rolled.render == versions[0]
     failed = rolled.outcome.status["failedRollout"]
     assert (failed["version"], failed["generation"], failed["reason"]) == (
@@ -141,20 +165,22 @@ def test_a_rollout_past_its_deadline_is_rolled_back_to_the_last_good_version() -
         "RollbackPerformed",
     )
     assert _conditions(rolled.outcome)["Degraded"] == ("True", "RollbackPerformed")
-    assert rolled.outcome.event_type == "Warning"
-    assert "ArtifactDigestMismatch" in rolled.outcome.event_message
-    assert "rolled back to v1" in rolled.outcome.event_message
+    event = _event(rolled.outcome)
+    assert event is not None
+    assert event.type == "Warning"
+    assert "ArtifactDigestMismatch" in event.message
+    assert "rolled back to v1" in event.message
 
     # Next visit: the Deployment is rendered for v1 again and v2 is not retried.
     degraded = {"type": "Degraded", "status": "True", "reason": "RollbackPerformed", "message": ""}
     after = {**status, "failedRollout": failed, "conditions": [degraded]}
     back = _deployment(1, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
-    settled = plan(_md(after, generation=4), spec, versions, back)
+    settled = plan(_meta(generation=4), after, spec, versions, back)
     assert settled.render == versions[0]
     assert settled.outcome.status["servingVersion"] == 1
     assert _conditions(settled.outcome)["Degraded"] == ("True", "RollbackPerformed")
     assert _conditions(settled.outcome)["Ready"] == ("True", "Serving")
-    assert settled.outcome.event_reason == "", "the rollback Event was posted once"
+    assert _event_reason(settled.outcome) == "", "the rollback Event was posted once"
 
 
 def test_a_first_rollout_that_fails_has_nothing_to_roll_back_to() -> None:
@@ -165,7 +191,7 @@ def test_a_first_rollout_that_fails_has_nothing_to_roll_back_to() -> None:
         ],
     )
     failed = plan(
-        _md(), _spec(version=1), [_version(1)], stuck, Verdict("CrashLoopBackOff", "boom")
+        _meta(), {}, _spec(version=1), [_version(1)], stuck, Finding("CrashLoopBackOff", "boom")
     )
     assert failed.render is None
     assert _conditions(failed.outcome)["Ready"] == ("False", "RolloutFailed")
@@ -174,13 +200,13 @@ def test_a_first_rollout_that_fails_has_nothing_to_roll_back_to() -> None:
 
 
 def test_a_refused_version_deploys_nothing_or_keeps_the_running_one() -> None:
-    nothing = plan(_md(), _spec(version=5), [_version(1)], None)
+    nothing = plan(_meta(), {}, _spec(version=5), [_version(1)], None)
     assert nothing.render is None
     assert _conditions(nothing.outcome)["Ready"] == ("False", "VersionNotFound")
-    assert nothing.outcome.event_reason == "VersionNotFound"
+    assert _event_reason(nothing.outcome) == "VersionNotFound"
     status = {"servingVersion": 1, "lastGoodVersion": 1}
     complete = _deployment(1, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
-    kept = plan(_md(status), _spec(version=5, replicas=2), [_version(1)], complete)
+    kept = plan(_meta(), status, _spec(version=5, replicas=2), [_version(1)], complete)
     assert kept.render is not None
     assert kept.render["spec"]["version"] == 1
     assert kept.outcome.status["servingVersion"] == 1
@@ -223,7 +249,7 @@ def test_pod_failure_prefers_container_states_then_the_servers_readiness_answer(
             ]
         },
     }
-    assert pod_failure([crashing], {}) == Verdict(
+    assert pod_failure([crashing], {}) == Finding(
         "CrashLoopBackOff", "pod p1: bad flag (last exit code 2)"
     )
     running = {
@@ -241,7 +267,7 @@ def test_pod_failure_prefers_container_states_then_the_servers_readiness_answer(
 
 def test_children_are_owned_restricted_and_leave_replicas_to_an_hpa() -> None:
     settings = OperatorSettings()
-    md = {"metadata": {"name": "web", "namespace": "ns", "uid": "u-1"}}
+    md = parse_meta({"metadata": {"name": "web", "namespace": "ns", "uid": "u-1"}})
     spec = _spec(version=1, replicas=3, serving={"maxBatchSize": 8})
     deployment = render_deployment(md, spec, _version(1), settings)
     assert deployment["metadata"]["name"] == "web-serving"

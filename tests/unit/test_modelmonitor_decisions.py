@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from flywheel.api.modelmonitor import ModelMonitorSpec, RetrainRecord
-from flywheel.modelmonitors import Trigger, consecutive, decide, duration
+from flywheel.controllers.modelmonitor.evaluate import Trigger
+from flywheel.controllers.modelmonitor.guardrails import (
+    RetrainDecision,
+    RetrainHistory,
+    RetrainInputs,
+    consecutive,
+    decide_retrain,
+)
+from flywheel.core.times import duration
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-DRIFT = Trigger("DataDrift", "2 features drifted: x (psi 0.41), y (psi 0.33)")
+DRIFT = Trigger("DataDrift", "2 features drifted: x (psi 0.41), y (psi 0.33)", 0.41)
 
 
 TEMPLATE = {
@@ -32,26 +41,21 @@ def _spec(**fields: Any) -> ModelMonitorSpec:
     )
 
 
-def _decide(spec: ModelMonitorSpec, **given: Any) -> Any:
-    arguments: dict[str, Any] = {
-        "verdict": "Drift",
-        "trigger": DRIFT,
-        "previous_consecutive": 1,
-        "last": None,
-        "recent": [],
-        "decisions_so_far": 0,
-        "in_flight": None,
-        "new_data": True,
-        "schedule_due": False,
-        "now": NOW,
-    }
-    return decide(spec, "mon", **{**arguments, **given})
+def _decide(spec: ModelMonitorSpec, **given: Any) -> RetrainDecision:
+    """`decide_retrain` for monitor `mon` at NOW: drift seen once before, new data, the rest
+    as `RetrainInputs` defaults it (nothing in flight, no history, no schedule)."""
+    base = RetrainInputs(spec, "mon", "Drift", DRIFT, previous_consecutive=1, new_data=True)
+    return decide_retrain(replace(base, **given), NOW)
 
 
 def _record(hours_ago: float) -> RetrainRecord:
     return RetrainRecord(
         time=NOW - timedelta(hours=hours_ago), training_run="r", reason="DataDrift", message="m"
     )
+
+
+def _history(last: RetrainRecord | None, *recent: RetrainRecord) -> RetrainHistory:
+    return RetrainHistory(last=last, recent=recent)
 
 
 def test_durations() -> None:
@@ -76,9 +80,11 @@ def test_drift_must_hold_for_consecutive_evaluations() -> None:
     created = _decide(spec, previous_consecutive=2)
     assert created.action == "Create"
     assert created.run_name == "mon-retrain-1"
+    assert created.record is not None
     assert created.record.training_run == "mon-retrain-1"
     assert created.record.reason == "DataDrift"
     assert created.consecutive == 0, "the count starts again after a trigger"
+    assert created.score == 0.41, "the number behind the trigger travels with the decision"
 
 
 def test_no_trigger_no_run() -> None:
@@ -89,12 +95,12 @@ def test_no_trigger_no_run() -> None:
 def test_guardrails_in_order() -> None:
     spec = _spec(cooldown="1h", retrain={"template": TEMPLATE, "maxRunsPerDay": 2})
     assert _decide(spec, in_flight="mon-retrain-1").reason == "RunInFlight"
-    cooling = _decide(spec, last=_record(0.5), recent=[_record(0.5)])
+    cooling = _decide(spec, history=_history(_record(0.5), _record(0.5)))
     assert cooling.reason == "Cooldown"
     assert "12:30:00Z" in cooling.message
-    budget = _decide(spec, last=_record(2), recent=[_record(2), _record(5)])
+    budget = _decide(spec, history=_history(_record(2), _record(2), _record(5)))
     assert budget.reason == "DailyBudget"
-    old = _decide(spec, last=_record(2), recent=[_record(2), _record(30)])
+    old = _decide(spec, history=_history(_record(2), _record(2), _record(30)))
     assert old.action == "Create", "a run older than 24 hours does not count"
     assert len(old.recent) == 2
     stale = _decide(spec, new_data=False)
@@ -110,6 +116,7 @@ def test_suggest_mode_records_but_creates_nothing() -> None:
     suggested = _decide(_spec(mode="Suggest"))
     assert suggested.action == "Suggest"
     assert suggested.run_name is None
+    assert suggested.record is not None
     assert suggested.record.training_run is None
 
 
@@ -119,10 +126,10 @@ def test_a_due_schedule_triggers_under_the_same_guardrails() -> None:
         spec, verdict="NoDrift", trigger=None, previous_consecutive=0, schedule_due=True
     )
     assert (scheduled.action, scheduled.reason) == ("Create", "Schedule")
-    assert _decide(spec, schedule_due=True, last=_record(0.1)).reason == "Cooldown"
+    assert _decide(spec, schedule_due=True, history=_history(_record(0.1))).reason == "Cooldown"
 
 
 def test_the_run_name_is_the_same_when_the_decision_is_taken_again() -> None:
-    first = _decide(_spec(), decisions_so_far=4)
-    again = _decide(_spec(), decisions_so_far=4)
+    first = _decide(_spec(), history=RetrainHistory(decisions=4))
+    again = _decide(_spec(), history=RetrainHistory(decisions=4))
     assert first.run_name == again.run_name == "mon-retrain-5"

@@ -4,23 +4,38 @@ and the evaluation of a window against a baseline, with the status it writes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 
-from flywheel.api.modelmonitor import ModelMonitorSpec
-from flywheel.evaluations import Trigger, evaluate, slot_names
-from flywheel.modelmonitors import (
+from flywheel.api.modelmonitor import ModelMonitorSpec, ModelMonitorStatus
+from flywheel.controllers.modelmonitor.decide import (
+    drift_condition,
+    report_conditions,
+    report_status,
+    transition_events,
+)
+from flywheel.controllers.modelmonitor.evaluate import (
+    Assessment,
+    Trigger,
+    evaluate,
+    slot_names,
+)
+from flywheel.controllers.modelmonitor.guardrails import (
+    RetrainDecision,
+    RetrainHistory,
+    RetrainInputs,
     adopt,
-    decide,
-    render_retrain_run,
-    report,
+    decide_retrain,
     run_number,
+    schedule_base,
     schedule_due,
 )
-from flywheel.windows import (
+from flywheel.controllers.modelmonitor.render import RetrainRequest, render_retrain_run
+from flywheel.controllers.modelmonitor.windows import (
     FEATURES,
     ROWS,
     PodScrape,
@@ -31,6 +46,11 @@ from flywheel.windows import (
     parse_scrape,
     promql,
 )
+from flywheel.core.conditions import ConditionUpdate
+from flywheel.core.objects import Obj
+from flywheel.core.outcome import Event
+from flywheel.core.target import parse_meta
+from flywheel.core.times import parse_time
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -226,20 +246,20 @@ def test_accuracy_decay_needs_min_labels_and_outranks_drift() -> None:
     assert decay.trigger.message == "accuracy 0.6 over 100 labels (limit 0.8)"
 
 
-def _decide(spec: ModelMonitorSpec, **given: Any) -> Any:
-    """`decide` for monitor `mon` at T0: a drift verdict, nothing in flight, new data."""
-    arguments: dict[str, Any] = {
-        "verdict": "Drift",
-        "previous_consecutive": 1,
-        "last": None,
-        "recent": [],
-        "decisions_so_far": 0,
-        "in_flight": None,
-        "new_data": True,
-        "schedule_due": False,
-        "now": T0,
-    }
-    return decide(spec, "mon", **{**arguments, **given})
+def _decide(spec: ModelMonitorSpec, *, now: datetime = T0, **given: Any) -> RetrainDecision:
+    """`decide_retrain` for monitor `mon`: a drift verdict seen once before, new data."""
+    base = RetrainInputs(spec, "mon", "Drift", None, previous_consecutive=1, new_data=True)
+    return decide_retrain(replace(base, **given), now)
+
+
+def _report(
+    previous: Obj, assessment: Assessment, decision: RetrainDecision, *, serving: int, retrains: int
+) -> tuple[dict[str, Any], dict[str, ConditionUpdate], list[Event]]:
+    """What one evaluation writes: its status fields, its conditions by type, its Events."""
+    status = report_status(assessment, decision, serving=serving, retrains=retrains)
+    drift = drift_condition(assessment)
+    conditions = {c.type: c for c in report_conditions(assessment, decision, drift)}
+    return status, conditions, list(transition_events(previous, drift, decision))
 
 
 def test_the_status_records_the_verdict_and_events_mark_transitions() -> None:
@@ -247,15 +267,14 @@ def test_the_status_records_the_verdict_and_events_mark_transitions() -> None:
     shifted = evaluate(spec, STATS, CLASSES, _counts(1, [0, 50, 150, 500, 300, 0]), T0)
     decision = _decide(spec, trigger=shifted.trigger)
     assert decision.action == "Create"
-    first = report({}, shifted, decision, serving_version=3, retrains=1)
-    conditions = {c.type: c for c in first.conditions}
+    status, conditions, events = _report({}, shifted, decision, serving=3, retrains=1)
     assert conditions["DriftDetected"].status == "True"
     assert conditions["DriftDetected"].reason == "DataDrift"
     assert conditions["Ready"].status == "True"
     assert conditions["WaitingForNewData"].status == "False"
-    assert [e.reason for e in first.events] == ["DriftDetected", "RetrainTriggered"]
-    assert first.status["lastRetrain"]["trainingRun"] == "mon-retrain-1"
-    assert first.status["lastEvaluation"]["verdict"] == "Drift"
+    assert [e.reason for e in events] == ["DriftDetected", "RetrainTriggered"]
+    assert status["lastRetrain"]["trainingRun"] == "mon-retrain-1"
+    assert status["lastEvaluation"]["verdict"] == "Drift"
     previous = {"conditions": [{"type": "DriftDetected", "status": "True"}]}
     calm = evaluate(spec, STATS, CLASSES, _counts(1, [0, 300, 400, 300, 0, 0]), T0)
     quiet = _decide(
@@ -263,22 +282,25 @@ def test_the_status_records_the_verdict_and_events_mark_transitions() -> None:
         verdict="NoDrift",
         trigger=None,
         previous_consecutive=0,
-        last=decision.record,
-        recent=decision.recent,
-        decisions_so_far=1,
+        history=RetrainHistory(1, decision.record, decision.recent),
         now=T0 + MINUTE,
     )
-    second = report(previous, calm, quiet, serving_version=3, retrains=1)
-    assert [e.reason for e in second.events] == ["DriftResolved"]
-    assert "lastRetrain" not in second.status, "a merge patch keeps the recorded one"
+    status, _, events = _report(previous, calm, quiet, serving=3, retrains=1)
+    assert [e.reason for e in events] == ["DriftResolved"]
+    assert "lastRetrain" not in status, "a merge patch keeps the recorded one"
+
+
+def _request(decision: RetrainDecision) -> RetrainRequest:
+    assert decision.run_name is not None
+    return RetrainRequest(decision.run_name, decision.reason, decision.message, decision.score)
 
 
 def test_the_retraining_run_is_owned_labelled_and_pinned_to_the_newest_data() -> None:
     spec = _spec()
     shifted = evaluate(spec, STATS, CLASSES, _counts(1, [0, 50, 150, 500, 300, 0]), T0)
-    decision = _decide(spec, trigger=shifted.trigger, decisions_so_far=6)
+    decision = _decide(spec, trigger=shifted.trigger, history=RetrainHistory(decisions=6))
     monitor = {"metadata": {"name": "mon", "namespace": "ml", "uid": "u-1"}}
-    run = render_retrain_run(monitor, spec, decision, "fedcba987654")
+    run = render_retrain_run(parse_meta(monitor), spec, _request(decision), "fedcba987654")
     assert run["metadata"]["name"] == "mon-retrain-7"
     assert run_number("mon", run["metadata"]["name"]) == 7
     assert run_number("mon", "other-retrain-7") is None
@@ -291,11 +313,39 @@ def test_the_retraining_run_is_owned_labelled_and_pinned_to_the_newest_data() ->
     assert run["spec"]["model"] == "m"
 
 
+def test_the_run_score_label_is_the_trigger_number_whatever_the_message_says() -> None:
+    spec = _spec()
+    decay = Trigger("PerformanceDecay", "accuracy 0.6 over 100 labels (limit 0.8)", 0.6)
+    decision = _decide(spec, trigger=decay)
+    meta = parse_meta({"metadata": {"name": "mon", "namespace": "ml", "uid": "u-1"}})
+    run = render_retrain_run(meta, spec, _request(decision), None)
+    assert run["metadata"]["labels"]["flywheel.dev/retrain-score"] == "0.6"
+    assert run["spec"]["datasetRef"] == {"name": "data"}, "no version yet: pinned at start"
+    unscored = _decide(spec, trigger=Trigger("DataDrift", "psi over 0.2 on 1 of 3: x=0.41"))
+    labels = render_retrain_run(meta, spec, _request(unscored), None)["metadata"]["labels"]
+    assert "flywheel.dev/retrain-score" not in labels, "no number: no label, nothing parsed"
+
+
 def test_a_schedule_is_due_once_it_fired_since_the_last_scheduled_run() -> None:
     spec = _spec(schedule="0 * * * *")
     assert not schedule_due(spec, T0, T0 + timedelta(minutes=59))
     assert schedule_due(spec, T0, T0 + timedelta(minutes=60))
     assert not schedule_due(_spec(), T0, T0 + timedelta(days=9))
+
+
+def test_the_schedule_counts_from_the_last_scheduled_retraining_else_the_creation() -> None:
+    created = parse_time("2026-11-30T08:00:00Z")
+    assert schedule_base(created, ModelMonitorStatus()) == created
+    status = ModelMonitorStatus.model_validate(
+        {
+            "recentRetrains": [
+                {"time": "2026-12-01T03:00:00Z", "reason": "Schedule", "message": "due"},
+                {"time": "2026-12-01T05:00:00Z", "reason": "DataDrift", "message": "x"},
+            ]
+        }
+    )
+    assert schedule_base(created, status) == datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    assert schedule_base(None, ModelMonitorStatus()) == datetime.fromtimestamp(0, UTC)
 
 
 @pytest.mark.parametrize("method", ["psi", "jensenshannon", "wasserstein", "linf", "chisquare"])
@@ -329,26 +379,30 @@ def test_a_run_created_but_not_recorded_is_adopted_after_a_restart() -> None:
             "trainingRun": "mon-retrain-2",
         },
     }
-    count, last, recent, adopted = adopt("mon", recorded, [run])
-    assert adopted
-    assert count == 3
+    history = adopt("mon", ModelMonitorStatus.model_validate(recorded), [run])
+    assert history.adopted
+    assert history.decisions == 3
+    last = history.last
     assert last is not None
     assert last.training_run == "mon-retrain-3"
     assert last.time == datetime(2026, 12, 1, 11, 58, tzinfo=UTC)
-    assert [r.training_run for r in recent] == ["mon-retrain-3"]
+    assert [r.training_run for r in history.recent] == ["mon-retrain-3"]
     # The adopted run is in flight and starts the cooldown; the next name is -4.
     decision = _decide(
+        _spec(), trigger=Trigger("DataDrift", "x"), previous_consecutive=5, history=history
+    )
+    assert decision.reason == "Cooldown"
+    later = _decide(
         _spec(),
         trigger=Trigger("DataDrift", "x"),
         previous_consecutive=5,
-        last=last,
-        recent=recent,
-        decisions_so_far=count,
+        history=history,
+        now=T0 + timedelta(hours=1),
     )
-    assert decision.reason == "Cooldown"
-    same = adopt("mon", {**recorded, "retrains": 3}, [run])
-    assert same[0] == 3
-    assert not same[3], "already recorded: nothing to adopt"
+    assert later.run_name == "mon-retrain-4"
+    same = adopt("mon", ModelMonitorStatus.model_validate({**recorded, "retrains": 3}), [run])
+    assert same.decisions == 3
+    assert not same.adopted, "already recorded: nothing to adopt"
 
 
 def test_regressors_drift_on_binned_predictions_and_decay_on_mae() -> None:

@@ -8,29 +8,31 @@ DatasetError
 
 from __future__ import annotations
 
+from flywheel.interfaces.jobs import FailureReason
+
 
 class DatasetError(Exception):
     """A dataset could not be ingested."""
 
-    reason = "IngestFailed"
+    reason = FailureReason.NO_RESULT
 
 
 class SourceUnavailable(DatasetError):
     """The source could not be reached or read."""
 
-    reason = "SourceUnavailable"
+    reason = FailureReason.SOURCE_UNAVAILABLE
 
 
 class ParseError(DatasetError):
     """The source's content could not be parsed."""
 
-    reason = "ParseError"
+    reason = FailureReason.PARSE_ERROR
 
 
 class ValidationFailed(DatasetError):
     """One or more quality rules failed."""
 
-    reason = "ValidationFailed"
+    reason = FailureReason.VALIDATION_FAILED
 
     def __init__(self, failures: list[str]) -> None:
         super().__init__("; ".join(failures))

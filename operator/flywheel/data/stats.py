@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from flywheel.data.schema import ResolvedSchema
+from flywheel_serving.names import OTHER, STATS_FORMAT
 
-FORMAT = "flywheel.dev/stats/v1"
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-OTHER = "__other__"
 MAX_OTHER_VALUES = 1000
 
 
@@ -116,7 +115,7 @@ def compute_stats(
         else numeric_stats(pd.to_numeric(label, errors="coerce"), bins)
     )
     return {
-        "format": FORMAT,
+        "format": STATS_FORMAT,
         "dataset": identity,
         "rows": len(frame),
         "columns": len(frame.columns),

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from flywheel.drift.statistics import EmptyDistribution, Method, bin_positions, score
+from flywheel_serving.names import OTHER
 
-Obj = dict[str, Any]
+Document = dict[str, Any]
+"""A `flywheel.dev/stats/v1` document, as decoded JSON."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class FeatureDrift:
     drifted: bool
 
 
-def feature_baselines(stats: Obj) -> dict[str, FeatureBaseline]:
+def feature_baselines(stats: Document) -> dict[str, FeatureBaseline]:
     """Every feature of a stats document, by name."""
     found: dict[str, FeatureBaseline] = {}
     for feature in stats.get("features", []):
@@ -52,12 +54,12 @@ def feature_baselines(stats: Obj) -> dict[str, FeatureBaseline]:
             )
         elif feature.get("type") == "categorical":
             top = [int(c["count"]) for c in feature.get("categories", [])]
-            counts = [*top, int(feature.get("__other__") or 0), 0, int(feature.get("nulls") or 0)]
+            counts = [*top, int(feature.get(OTHER) or 0), 0, int(feature.get("nulls") or 0)]
             found[name] = FeatureBaseline(name, np.asarray(counts, dtype=np.float64), None, None)
     return found
 
 
-def class_baseline(stats: Obj, classes: list[str]) -> np.ndarray[Any, Any]:
+def class_baseline(stats: Document, classes: list[str]) -> np.ndarray[Any, Any]:
     """The training label's counts per class (in the model's class order), then `__unseen__`."""
     label = stats.get("label") or {}
     by_value = {str(c["value"]): int(c["count"]) for c in label.get("categories", [])}

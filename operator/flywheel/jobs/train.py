@@ -1,12 +1,12 @@
 """`python -m flywheel.jobs.train`: train, evaluate, export and check one TrainingRun.
 
-Input: the TrainingRun spec as JSON, its identity, the pinned Dataset snapshot URI and digest,
-the artifacts claim. Output: `models/<namespace>/<model>/<run>/{model.onnx,metrics.json,
-card.json}` and a result document in the termination message: `{"ok": true, "sha256",
-"modelURI", "metrics", "signature", ...}` or `{"ok": false, "reason", "message"}` with reason
-`InvalidEstimator`, `InvalidSpec`, `OnnxParityFailed`, `DatasetDigestMismatch` or
-`TrainingFailed`. Exit code 0 on success, 3 for a code/spec/data problem that a retry cannot fix
-(the Job's podFailurePolicy stops on it), 1 otherwise (a crash: the Job retries).
+Input: :class:`~flywheel.interfaces.jobs.TrainArgs` (the TrainingRun spec, its identity, the
+pinned Dataset snapshot and digest, the artifacts claim, the champion). Output:
+`models/<namespace>/<model>/<run>/{model.onnx,metrics.json,card.json,examples.json}` and a
+:class:`~flywheel.interfaces.jobs.TrainReport` or a
+:class:`~flywheel.interfaces.jobs.JobFailure` in the termination message. Exit code
+`NOT_RETRYABLE` for a code, spec or data problem that a retry cannot fix (the Job's
+podFailurePolicy stops on it); a crash exits otherwise and the Job retries.
 
 With `--champion`, the champion's ONNX model is re-scored on the same held-out rows, so the
 operator's champion gate compares like with like. Progress and timings go to stderr (the pod log).
@@ -14,14 +14,11 @@ operator's champion gate compares like with like. Progress and timings go to std
 
 from __future__ import annotations
 
-import argparse
-import base64
 import hashlib
 import io
 import json
 import sys
 import time
-import zlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,20 +29,29 @@ from pydantic import ValidationError
 from sklearn.model_selection import train_test_split
 
 from flywheel.api.estimators import task_of
+from flywheel.api.modelversion import FeatureSignature
 from flywheel.api.trainingrun import TrainingRunSpec
-from flywheel.artifacts import MOUNT_ROOT, ArtifactStore, pvc_uri
+from flywheel.artifacts import ArtifactStore, pvc_uri
 from flywheel.data.schema import ResolvedSchema
 from flywheel.data.snapshot import content_digest
-from flywheel.jobs.ingest import TERMINATION_LOG, report
-from flywheel.training.champion import Champion, compare
+from flywheel.interfaces.jobs import (
+    TERMINATION_LOG,
+    Champion,
+    ExitCode,
+    FailureReason,
+    JobFailure,
+    ModelSignature,
+    TrainArgs,
+    TrainReport,
+    write_result,
+)
+from flywheel.training.champion import compare
 from flywheel.training.export import ParityFailed, check_parity, export
 from flywheel.training.metrics import DEFAULTS, compute_metrics
 from flywheel.training.model import InvalidEstimator, build_pipeline
+from flywheel_serving.names import EXAMPLES_FORMAT, MODEL_CARD_FORMAT
 
-NOT_RETRYABLE = 3
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
-COMPRESS_ABOVE = 3000
-"""Termination messages are capped at 4096 bytes: larger results are sent zlib+base64."""
 EXAMPLE_ROWS = 20
 """Held-out rows recorded with their predictions in examples.json."""
 
@@ -58,7 +64,7 @@ def log(message: str, since: float) -> None:
 class DigestMismatch(Exception):
     """The snapshot's content does not match the pinned digest."""
 
-    reason = "DatasetDigestMismatch"
+    reason = FailureReason.DATASET_DIGEST_MISMATCH
 
 
 def train(
@@ -71,8 +77,8 @@ def train(
     claim: str,
     store: ArtifactStore,
     champion: Champion | None = None,
-) -> dict[str, Any]:
-    """Fit, evaluate, export, check parity, store the artifacts; the result document."""
+) -> TrainReport:
+    """Fit, evaluate, export, check parity, store the artifacts; the report."""
     started = time.perf_counter()
     frame = pd.read_parquet(io.BytesIO(store.read_bytes(snapshot_uri)))
     if content_digest(frame) != digest:
@@ -123,16 +129,16 @@ def train(
     )
     rival = compare(champion, store, test_x, test_y, names, classifier=classifier)
     if rival is not None:
-        log(f"champion v{rival['version']}: {rival['metrics']}", started)
+        log(f"champion v{rival.version}: {rival.metrics}", started)
     directory = pvc_uri(claim, "models", namespace, spec.model, run)
-    signature = {
-        "task": task,
-        "features": [{"name": f.name, "type": f.type} for f in schema.features],
-        "classLabels": [str(c) for c in classes] if classes else None,
-    }
+    signature = ModelSignature(
+        task=task,
+        features=[FeatureSignature(name=f.name, type=f.type) for f in schema.features],
+        class_labels=[str(c) for c in classes] if classes else None,
+    )
     card = {
-        "format": "flywheel.dev/model-card/v1",
-        "signature": signature,
+        "format": MODEL_CARD_FORMAT,
+        "signature": signature.model_dump(mode="json", by_alias=True),
         "estimator": spec.estimator.final_class,
         "params": dict(spec.estimator.params),
         "datasetDigest": digest,
@@ -156,20 +162,19 @@ def train(
         metrics = json.loads(store.read_bytes(f"{directory}/metrics.json"))
     sha256 = hashlib.sha256(store.read_bytes(f"{directory}/model.onnx")).hexdigest()
     log(f"stored {directory} (sha256 {sha256[:12]})", started)
-    return {
-        "ok": True,
-        "sha256": sha256,
-        "modelURI": f"{directory}/model.onnx",
-        "examplesURI": f"{directory}/examples.json",
-        "metrics": metrics,
-        "champion": rival,
-        "signature": signature,
-        "maxDeviation": parity.max_deviation,
-        "libraries": _versions(),
-        "heldOut": len(test_x),
-        "fitSeconds": round(fit_seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return TrainReport(
+        sha256=sha256,
+        model_uri=f"{directory}/model.onnx",
+        examples_uri=f"{directory}/examples.json",
+        metrics=metrics,
+        champion=rival,
+        signature=signature,
+        max_deviation=parity.max_deviation,
+        libraries=_versions(),
+        held_out=len(test_x),
+        fit_seconds=round(fit_seconds, 3),
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def examples(
@@ -185,7 +190,7 @@ def examples(
     version can be checked against them."""
     head = held_out.head(rows)
     document: dict[str, Any] = {
-        "format": "flywheel.dev/examples/v1",
+        "format": EXAMPLES_FORMAT,
         "features": list(head.columns),
         "rows": [
             [None if pd.isna(v) else (v if isinstance(v, str) else float(v)) for v in row]
@@ -213,49 +218,41 @@ def _versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in LIBRARIES}
 
 
-def encode_result(result: dict[str, Any]) -> dict[str, Any]:
-    """The result as sent: compressed when it would not fit a termination message."""
-    text = json.dumps(result, separators=(",", ":"))
-    if len(text) <= COMPRESS_ABOVE:
-        return result
-    return {"z": base64.b64encode(zlib.compress(text.encode(), 9)).decode()}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the training Job."""
-    parser = argparse.ArgumentParser(prog="python -m flywheel.jobs.train", description=__doc__)
-    for flag in ("--spec", "--namespace", "--run", "--snapshot", "--digest", "--claim"):
-        parser.add_argument(flag, required=True)
-    parser.add_argument("--champion", help="JSON: the champion to re-score (see Champion)")
-    parser.add_argument("--artifacts-root", type=Path, default=MOUNT_ROOT)
-    parser.add_argument("--termination-log", type=Path, default=TERMINATION_LOG)
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    if words in (["--help"], ["-h"]):
+        print(__doc__)
+        return ExitCode.SUCCESS
     np.random.seed(0)  # estimators without random_state stay reproducible
     try:
-        spec = TrainingRunSpec.model_validate(json.loads(args.spec))
-        champion = Champion.model_validate_json(args.champion) if args.champion else None
-        result = train(
-            spec,
+        args = TrainArgs.parse(words)
+    except ValidationError as error:
+        failure = JobFailure(reason=FailureReason.INVALID_SPEC, message=str(error))
+        given = dict(zip(words[::2], words[1::2], strict=False)).get("--termination-log")
+        write_result(failure, Path(given) if given else TERMINATION_LOG)
+        return ExitCode.NOT_RETRYABLE
+    try:
+        report = train(
+            args.spec,
             namespace=args.namespace,
             run=args.run,
             snapshot_uri=args.snapshot,
             digest=args.digest,
             claim=args.claim,
             store=ArtifactStore(args.artifacts_root),
-            champion=champion,
+            champion=args.champion,
         )
     except (InvalidEstimator, ParityFailed, DigestMismatch) as error:
-        report({"ok": False, "reason": error.reason, "message": str(error)}, args.termination_log)
-        return NOT_RETRYABLE
-    except ValidationError as error:
-        report({"ok": False, "reason": "InvalidSpec", "message": str(error)}, args.termination_log)
-        return NOT_RETRYABLE
+        write_result(JobFailure(reason=error.reason, message=str(error)), args.termination_log)
+        return ExitCode.NOT_RETRYABLE
     except ValueError as error:  # scikit-learn refusing the data or the parameters
         message = f"{type(error).__name__}: {error}"
-        report({"ok": False, "reason": "TrainingFailed", "message": message}, args.termination_log)
-        return NOT_RETRYABLE
-    report(encode_result(result), args.termination_log)
-    return 0
+        failure = JobFailure(reason=FailureReason.TRAINING_FAILED, message=message)
+        write_result(failure, args.termination_log)
+        return ExitCode.NOT_RETRYABLE
+    write_result(report, args.termination_log)
+    return ExitCode.SUCCESS
 
 
 if __name__ == "__main__":

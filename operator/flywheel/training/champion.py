@@ -17,24 +17,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.artifacts import ArtifactError, ArtifactStore
+from flywheel.interfaces.jobs import Champion, ChampionReport
 from flywheel.training.export import onnx_inputs
 from flywheel.training.metrics import compute_metrics
-
-
-class Champion(BaseModel):
-    """What the operator tells the training Job about the champion (`--champion` JSON)."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
-
-    version: int
-    uri: str
-    sha256: str
-    features: list[dict[str, str]]
-    class_labels: list[str] | None = Field(default=None, alias="classLabels")
-    metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class NotComparable(Exception):
@@ -57,11 +44,11 @@ def rescore(
         raise NotComparable(f"its model file cannot be read ({error})") from error
     if hashlib.sha256(model).hexdigest() != champion.sha256:
         raise NotComparable("its model file does not match its recorded sha256")
-    missing = [f["name"] for f in champion.features if f["name"] not in held_out.columns]
+    missing = [f.name for f in champion.features if f.name not in held_out.columns]
     if missing:
         raise NotComparable(f"the new data lacks its features {', '.join(missing[:5])}")
-    numeric = [f["name"] for f in champion.features if f["type"] == "numeric"]
-    categorical = [f["name"] for f in champion.features if f["type"] == "categorical"]
+    numeric = [f.name for f in champion.features if f.type == "numeric"]
+    categorical = [f.name for f in champion.features if f.type == "categorical"]
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -99,18 +86,18 @@ def compare(
     names: Iterable[str],
     *,
     classifier: bool,
-) -> dict[str, Any] | None:
+) -> ChampionReport | None:
     """The champion part of the training result: re-scored, or recorded metrics and why."""
     if champion is None:
         return None
     try:
         metrics = rescore(champion, store, held_out, truth, names, classifier=classifier)
     except NotComparable as error:
-        return {
-            "version": champion.version,
-            "metrics": champion.metrics,
-            "rescored": False,
-            "note": f"champion v{champion.version} cannot be re-scored: {error}; "
+        return ChampionReport(
+            version=champion.version,
+            metrics=champion.metrics,
+            rescored=False,
+            note=f"champion v{champion.version} cannot be re-scored: {error}; "
             "compared with its recorded metrics",
-        }
-    return {"version": champion.version, "metrics": metrics, "rescored": True}
+        )
+    return ChampionReport(version=champion.version, metrics=metrics, rescored=True)

@@ -19,13 +19,15 @@ from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
+from flywheel.interfaces.jobs import FailureReason
+
 TOLERANCE = 1e-4
 
 
 class ParityFailed(Exception):
     """onnxruntime and scikit-learn disagree on the held-out rows."""
 
-    reason = "OnnxParityFailed"
+    reason = FailureReason.ONNX_PARITY_FAILED
 
 
 @dataclass(frozen=True)

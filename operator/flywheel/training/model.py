@@ -17,12 +17,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from flywheel.api.estimators import ESTIMATORS, TRANSFORMERS
 from flywheel.api.trainingrun import Estimator, Preprocessing
+from flywheel.interfaces.jobs import FailureReason
 
 
 class InvalidEstimator(Exception):
     """The estimator cannot be built: not allow-listed, or its parameters are refused."""
 
-    reason = "InvalidEstimator"
+    reason = FailureReason.INVALID_ESTIMATOR
 
 
 def load_class(path: str) -> type[BaseEstimator]:

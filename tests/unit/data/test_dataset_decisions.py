@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel.api.dataset import DatasetSpec, DatasetStatus, IngestAttempt, RefreshPolicy
-from flywheel.datasets import (
-    IngestPlan,
+from flywheel.controllers.dataset.decide import (
+    DatasetInputs,
+    finished,
     ingest_due,
-    job_name,
     next_refresh,
-    outcome,
-    render_ingest_job,
     retry_delay,
 )
-from flywheel.jobresult import read_result
-from flywheel.jobs.train import encode_result
+from flywheel.controllers.dataset.render import IngestPlan, job_name, render_ingest_job
+from flywheel.core.jobs import read_result
+from flywheel.core.outcome import Outcome
+from flywheel.core.target import parse_meta
+from flywheel.interfaces.jobs import (
+    IngestReport,
+    JobFailure,
+    TrainReport,
+    decode_result,
+    encode_result,
+)
 from flywheel.settings import OperatorSettings
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -99,7 +105,8 @@ def test_refresh_by_interval_and_by_cron() -> None:
 
 def test_the_ingest_job_is_restricted_and_owned() -> None:
     body = {"metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1}}
-    job = render_ingest_job(body, SPEC, IngestPlan("Created", "g1"), _status(), OperatorSettings())
+    plan = IngestPlan("Created", "g1")
+    job = render_ingest_job(parse_meta(body), SPEC, plan, None, OperatorSettings())
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
@@ -125,72 +132,88 @@ def _job_pod(message: str) -> dict[str, Any]:
 
 
 def test_results_are_read_from_the_termination_message() -> None:
-    assert read_result({}, [_job_pod('{"ok": true, "digest": "x"}')]) == {"ok": True, "digest": "x"}
-    broken = read_result({}, [_job_pod("Traceback: boom")])
-    assert (broken["ok"], broken["reason"]) == (False, "Failed")
-    assert "boom" in broken["message"]
+    pod = _job_pod(encode_result(RESULT))
+    assert read_result({}, [pod], IngestReport) == RESULT
+    broken = read_result({}, [_job_pod("Traceback: boom")], IngestReport)
+    assert isinstance(broken, JobFailure)
+    assert broken.reason == "Failed"
+    assert "boom" in broken.message
     none = read_result(
-        {"status": {"conditions": [{"type": "Failed", "reason": "DeadlineExceeded"}]}}, []
+        {"status": {"conditions": [{"type": "Failed", "reason": "DeadlineExceeded"}]}},
+        [],
+        IngestReport,
     )
-    assert "DeadlineExceeded" in none["message"]
-    large = {"ok": True, "features": [f"feature_{i}" for i in range(400)]}
-    packed = json.dumps(encode_result(large))
-    assert len(packed) < 4096 < len(json.dumps(large)), "compressed to fit 4 KiB"
-    assert read_result({}, [_job_pod(packed)]) == large
+    assert isinstance(none, JobFailure)
+    assert "DeadlineExceeded" in none.message
+    large = TrainReport.model_validate(
+        {
+            "sha256": "c" * 64,
+            "modelURI": "pvc://c/m/model.onnx",
+            "metrics": {f"metric_{i}": i / 400 for i in range(200)},
+            "signature": {
+                "task": "classification",
+                "features": [{"name": f"feature_{i}", "type": "numeric"} for i in range(100)],
+            },
+        }
+    )
+    packed = encode_result(large)
+    assert len(packed) < 4096 < len(large.model_dump_json(by_alias=True)), "compressed to fit"
+    assert read_result({}, [_job_pod(packed)], TrainReport) == large
     running: dict[str, Any] = {
         "metadata": {},
         "status": {"containerStatuses": [{"state": {"running": {}}}]},
     }
-    assert read_result({}, [running])["ok"] is False, "a pod still running reports nothing yet"
+    still = read_result({}, [running], IngestReport)
+    assert isinstance(still, JobFailure), "a pod still running reports nothing yet"
+    alien = decode_result('{"ok": true, "digest": 3}', IngestReport)
+    assert isinstance(alien, JobFailure), "a result that breaks the protocol is a failure"
+    assert "protocol" in alien.message
 
 
-RESULT = {
-    "ok": True,
-    "version": "abc123abc123",
-    "digest": "sha256:" + "a" * 64,
-    "rows": 10,
-    "columns": 3,
-    "snapshotURI": "pvc://c/d/data.parquet",
-    "statsURI": "pvc://c/d/stats.json",
-}
+RESULT = IngestReport(
+    version="abc123abc123",
+    digest="sha256:" + "a" * 64,
+    rows=10,
+    columns=3,
+    snapshot_uri="pvc://c/d/data.parquet",
+    stats_uri="pvc://c/d/stats.json",
+)
+
+
+def _finished(status: DatasetStatus, result: IngestReport | JobFailure, **attempt: Any) -> Outcome:
+    meta = parse_meta({"metadata": {"name": "d", "namespace": "ns", "uid": "u", "generation": 1}})
+    inputs = DatasetInputs(meta, SPEC, status, OperatorSettings())
+    return finished(inputs, _attempt(**attempt), result, T0)
+
+
+def _event(outcome: Outcome) -> str:
+    return outcome.events[0].reason if outcome.events else ""
 
 
 def test_a_new_version_is_published_with_history() -> None:
-    result = outcome(_status(), _attempt(), RESULT, T0)
-    assert result.event_reason == "VersionPublished"
-    assert result.status["digest"] == RESULT["digest"]
+    result = _finished(_status(), RESULT)
+    assert _event(result) == "VersionPublished"
+    assert result.status["digest"] == RESULT.digest
     assert result.status["history"][0]["version"] == "abc123abc123"
     assert result.status["lastIngest"]["result"] == "Published"
     assert {c.type: c.status for c in result.conditions}["Ready"] == "True"
-    same = outcome(_status(digest=RESULT["digest"], version="abc123abc123"), _attempt(), RESULT, T0)
-    assert same.event_reason == "Unchanged"
+    same = _finished(_status(digest=RESULT.digest, version="abc123abc123"), RESULT)
+    assert _event(same) == "Unchanged"
     assert "history" not in same.status
 
 
 def test_failures_keep_the_previous_version_ready() -> None:
-    current = _status(digest=RESULT["digest"], version="abc123abc123")
-    failed = outcome(
-        current,
-        _attempt(),
-        {"ok": False, "reason": "ValidationFailed", "message": "minRows: 3"},
-        T0,
-    )
+    current = _status(digest=RESULT.digest, version="abc123abc123")
+    failed = _finished(current, JobFailure(reason="ValidationFailed", message="minRows: 3"))
     conditions = {c.type: (c.status, c.reason) for c in failed.conditions}
     assert conditions["Ready"] == ("True", "PreviousVersion")
     assert conditions["Validated"] == ("False", "ValidationFailed")
     assert "Stalled" not in conditions
-    parse = outcome(
-        _status(), _attempt(), {"ok": False, "reason": "ParseError", "message": "line 3"}, T0
-    )
+    parse = _finished(_status(), JobFailure(reason="ParseError", message="line 3"))
     conditions = {c.type: (c.status, c.reason) for c in parse.conditions}
     assert conditions["Stalled"] == ("True", "ParseError")
     assert conditions["Ready"] == ("False", "ParseError")
-    offline = outcome(
-        _status(),
-        _attempt(retries=1),
-        {"ok": False, "reason": "SourceUnavailable", "message": "x"},
-        T0,
-    )
+    offline = _finished(_status(), JobFailure(reason="SourceUnavailable", message="x"), retries=1)
     assert offline.status["lastIngest"]["retries"] == 2
     assert "retry in 20s" in next(
         c.message for c in offline.conditions if c.type == "SourceAvailable"

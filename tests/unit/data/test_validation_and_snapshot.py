@@ -124,7 +124,7 @@ def test_ingest_publishes_once_and_is_idempotent(tmp_path: Path) -> None:
     )
     first = ingest(
         spec, namespace="ns", name="iris", claim="art", store=store, previous_digest=None
-    )
+    ).model_dump(by_alias=True)
     assert (first["ok"], first["changed"], first["published"]) == (True, True, True)
     assert first["rows"] == 150
     stats = json.loads(store.read_bytes(first["statsURI"]))
@@ -133,7 +133,7 @@ def test_ingest_publishes_once_and_is_idempotent(tmp_path: Path) -> None:
     assert pd.read_parquet(data).shape == (150, 5)
     again = ingest(
         spec, namespace="ns", name="iris", claim="art", store=store, previous_digest=first["digest"]
-    )
+    ).model_dump(by_alias=True)
     assert again["digest"] == first["digest"]
     assert not again["changed"]
     assert not again["published"], "a published snapshot is never rewritten"

@@ -10,7 +10,7 @@ import pytest
 from sklearn import metrics as skm
 
 from flywheel.api.trainingrun import ValidationGates
-from flywheel.training.gates import verdict
+from flywheel.controllers.trainingrun.gates import judge_gates
 from flywheel.training.metrics import compute_metrics
 
 
@@ -55,14 +55,14 @@ def test_regression_metrics_by_hand() -> None:
 
 def test_thresholds_in_both_directions() -> None:
     gates = _gates(thresholds=[{"metric": "accuracy", "min": 0.9}, {"metric": "rmse", "max": 3}])
-    good = verdict(gates, {"accuracy": 0.95, "rmse": 2.5})
+    good = judge_gates(gates, {"accuracy": 0.95, "rmse": 2.5})
     assert good.passed
     assert [c.name for c in good.checks] == ["accuracy >= 0.9", "rmse <= 3"]
-    bad = verdict(gates, {"accuracy": 0.85, "rmse": 2.5})
+    bad = judge_gates(gates, {"accuracy": 0.85, "rmse": 2.5})
     assert not bad.passed
     failed = [c for c in bad.checks if not c.passed]
     assert failed[0].message == "accuracy = 0.85, failed >= 0.9"
-    missing = verdict(gates, {"accuracy": 0.95})
+    missing = judge_gates(gates, {"accuracy": 0.95})
     assert not missing.passed
 
 
@@ -82,14 +82,14 @@ def test_champion_comparison_is_direction_aware(
     metric: str, new: float, old: float, improvement: float, mode: str, passes: bool
 ) -> None:
     gates = _gates(compareTo={"metric": metric, "minImprovement": improvement, "mode": mode})
-    result = verdict(gates, {metric: new}, champion={metric: old}, champion_version=3)
+    result = judge_gates(gates, {metric: new}, champion={metric: old}, champion_version=3)
     assert result.passed is passes, result.checks[0].message
     assert result.checks[0].name == f"{metric} vs champion v3"
     assert result.champion_version == 3
 
 
 def test_no_champion_passes_the_comparison() -> None:
-    result = verdict(_gates(compareTo={"metric": "accuracy"}), {"accuracy": 0.5})
+    result = judge_gates(_gates(compareTo={"metric": "accuracy"}), {"accuracy": 0.5})
     assert result.passed
     assert "no champion" in result.checks[0].message
-    assert verdict(None, {"accuracy": 0.1}).passed
+    assert judge_gates(None, {"accuracy": 0.1}).passed

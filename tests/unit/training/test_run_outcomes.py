@@ -1,4 +1,4 @@
-"""Pure TrainingRun outcomes, champion selection and the ModelVersion verdict."""
+"""Pure TrainingRun outcomes and champion selection."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ from typing import Any
 import yaml
 
 from flywheel.api.kinds import TRAINING_RUN
-from flywheel.api.trainingrun import TrainingRunSpec, ValidationVerdict
-from flywheel.conditions import Verdict
-from flywheel.modelversions import judged, no_verdict, vouching_run
-from flywheel.runoutcomes import (
+from flywheel.api.trainingrun import TrainingRunSpec
+from flywheel.controllers.trainingrun.decide import (
     failed,
     failure_reason,
-    finished,
     is_waiting,
     judge,
     progressed,
@@ -24,15 +21,19 @@ from flywheel.runoutcomes import (
     succeeded,
     waiting,
 )
-from flywheel.settings import OperatorSettings
-from flywheel.trainingruns import (
+from flywheel.controllers.trainingrun.pinning import champion_argument, select_champion
+from flywheel.controllers.trainingrun.render import (
     NO_CHAMPION,
     PinnedDataset,
-    champion_argument,
     pinned_from_job,
     render_training_job,
-    select_champion,
 )
+from flywheel.core.conditions import Finding
+from flywheel.core.outcome import Outcome
+from flywheel.core.statuses import run_finished as finished
+from flywheel.core.target import parse_meta
+from flywheel.interfaces.jobs import JobFailure, TrainReport
+from flywheel.settings import OperatorSettings
 from tests.support.crdcheck import crd_schema, validate
 from tests.support.examples import CRDS
 
@@ -56,6 +57,14 @@ def _conditions(outcome: Any) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in outcome.conditions}
 
 
+def _event(outcome: Outcome) -> tuple[str, str, str]:
+    return (
+        (outcome.events[0].type, outcome.events[0].reason, outcome.events[0].message)
+        if outcome.events
+        else ("", "", "")
+    )
+
+
 def _status_schema_errors(fields: dict[str, Any]) -> list[str]:
     crd = yaml.safe_load((CRDS / f"{TRAINING_RUN.crd_name}.yaml").read_text())
     obj = {
@@ -69,11 +78,11 @@ def _status_schema_errors(fields: dict[str, Any]) -> list[str]:
 
 
 def test_failure_reasons_prefer_the_deadline_then_the_runs_own_report() -> None:
-    parity = {"ok": False, "reason": "OnnxParityFailed", "message": "worst 0.3"}
+    parity = JobFailure(reason="OnnxParityFailed", message="worst 0.3")
     assert failure_reason(_failed_job("DeadlineExceeded"), parity).reason == "DeadlineExceeded"
     by_rule = failure_reason(_failed_job("PodFailurePolicy"), parity)
-    assert by_rule == Verdict("OnnxParityFailed", "worst 0.3")
-    crash = {"ok": False, "reason": "Failed", "message": "Traceback ... MemoryError"}
+    assert by_rule == Finding("OnnxParityFailed", "worst 0.3")
+    crash = JobFailure(reason="Failed", message="Traceback ... MemoryError")
     crashed = failure_reason(
         _failed_job("BackoffLimitExceeded", "Job has reached the limit"), crash
     )
@@ -83,7 +92,7 @@ def test_failure_reasons_prefer_the_deadline_then_the_runs_own_report() -> None:
 
 
 def test_a_failed_run_is_stalled_with_the_reason_and_the_jobs_time() -> None:
-    report = {"ok": False, "reason": "InvalidEstimator", "message": "bad param"}
+    report = JobFailure(reason="InvalidEstimator", message="bad param")
     outcome = failed(_failed_job("PodFailurePolicy"), report, NOW)
     assert _conditions(outcome) == {
         "Succeeded": ("False", "InvalidEstimator"),
@@ -92,18 +101,18 @@ def test_a_failed_run_is_stalled_with_the_reason_and_the_jobs_time() -> None:
         "Reconciling": ("False", "InvalidEstimator"),
     }
     assert outcome.status == {"completionTime": "2026-11-30T12:05:00Z", "attempts": 1}
-    assert outcome.event_type == "Warning"
+    assert _event(outcome)[0] == "Warning"
 
 
 def test_waiting_for_the_dataset_posts_its_event_once() -> None:
-    why = Verdict("DatasetNotReady", "Dataset iris has no Ready version yet.")
+    why = Finding("DatasetNotReady", "Dataset iris has no Ready version yet.")
     first = waiting(why, already_waiting=False)
-    assert (first.event_reason, _conditions(first)["Succeeded"]) == (
+    assert (_event(first)[1], _conditions(first)["Succeeded"]) == (
         "DatasetNotReady",
         ("Unknown", "DatasetNotReady"),
     )
     assert _conditions(first)["Ready"] == ("False", "DatasetNotReady")
-    assert waiting(why, already_waiting=True).event_reason == ""
+    assert waiting(why, already_waiting=True).events == ()
     status = {
         "conditions": [{"type": "Succeeded", "status": "Unknown", "reason": "DatasetNotReady"}]
     }
@@ -120,14 +129,18 @@ def test_started_and_retries_are_recorded_from_the_job() -> None:
     assert progressed(running, 1, 2) is None
     retry = progressed({"metadata": {"name": "j"}, "status": {"active": 1, "failed": 1}}, 1, 2)
     assert retry is not None
-    assert (retry.status, retry.event_reason) == ({"attempts": 2}, "Retrying")
+    assert (retry.status, _event(retry)[1]) == ({"attempts": 2}, "Retrying")
 
 
-RESULT = {
-    "ok": True,
-    "metrics": {"accuracy": 0.9, "f1_macro": 0.89},
-    "champion": {"version": 2, "metrics": {"accuracy": 0.95}, "rescored": True},
-}
+RESULT = TrainReport.model_validate(
+    {
+        "sha256": "c" * 64,
+        "modelURI": "pvc://c/models/ml/iris/iris-rf-1/model.onnx",
+        "metrics": {"accuracy": 0.9, "f1_macro": 0.89},
+        "champion": {"version": 2, "metrics": {"accuracy": 0.95}, "rescored": True},
+        "signature": {"task": "classification", "features": [{"name": "x", "type": "numeric"}]},
+    }
+)
 
 
 def test_success_registers_and_judges_with_the_rescored_champion() -> None:
@@ -140,12 +153,16 @@ def test_success_registers_and_judges_with_the_rescored_champion() -> None:
     }
     outcome = succeeded(job, RESULT, verdict, "iris-v3", NOW)
     assert _conditions(outcome)["Succeeded"] == ("True", "ModelVersionRegistered")
-    assert "NOT validated" in outcome.event_message
-    assert "accuracy vs champion v2" in outcome.event_message
+    assert "NOT validated" in _event(outcome)[2]
+    assert "accuracy vs champion v2" in _event(outcome)[2]
     assert outcome.status["modelVersionRef"] == {"name": "iris-v3"}
     assert outcome.status["completionTime"] == "2026-11-30T12:03:00Z"
-    assert _status_schema_errors(outcome.status) == []
-    alone = judge(COMPARED, {**RESULT, "champion": None}, "model iris has no validated version yet")
+    assert _status_schema_errors(dict(outcome.status)) == []
+    alone = judge(
+        COMPARED,
+        RESULT.model_copy(update={"champion": None}),
+        "model iris has no validated version yet",
+    )
     assert alone.passed
     assert "no validated version yet" in alone.checks[0].message
 
@@ -183,33 +200,25 @@ def test_champion_selection() -> None:
     assert "does not exist" in str(select_champion(by_deployment, None, versions)[1])
     assert "serves no version" in str(select_champion(by_deployment, {"status": {}}, versions)[1])
     argument = champion_argument(versions[1])
-    assert (argument["version"], argument["uri"]) == (2, "pvc://c/v2/model.onnx")
+    assert (argument.version, argument.uri) == (2, "pvc://c/v2/model.onnx")
 
 
 def test_the_job_records_its_pin_and_champion() -> None:
-    body = {"metadata": {**RUN["metadata"]}}
-    job = render_training_job(body, COMPARED, PINNED, OperatorSettings(), {"version": 2}, None)
+    meta = parse_meta({"metadata": {**RUN["metadata"]}})
+    champion = champion_argument(
+        {
+            "spec": {
+                "version": 2,
+                "artifact": {"uri": "pvc://c/v2/model.onnx", "sha256": "f" * 64},
+                "signature": {"features": [{"name": "x", "type": "numeric"}]},
+            }
+        }
+    )
+    job = render_training_job(meta, COMPARED, PINNED, OperatorSettings(), champion, None)
     assert pinned_from_job(job) == PINNED
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert json.loads(command[command.index("--champion") + 1]) == {"version": 2}
-    lonely = render_training_job(body, COMPARED, PINNED, OperatorSettings(), None, "none yet")
+    assert json.loads(command[command.index("--champion") + 1])["version"] == 2
+    lonely = render_training_job(meta, COMPARED, PINNED, OperatorSettings(), None, "none yet")
     assert "--champion" not in lonely["spec"]["template"]["spec"]["containers"][0]["command"]
     assert lonely["metadata"]["annotations"][NO_CHAMPION] == "none yet"
     assert pinned_from_job({"metadata": {}}) is None
-
-
-def test_a_model_version_copies_its_runs_verdict() -> None:
-    version = {"metadata": {"labels": {"flywheel.dev/run-uid": "u-1"}}}
-    assert vouching_run(version, RUN) == RUN
-    assert vouching_run(version, {"metadata": {"uid": "u-2"}}) is None, "a namesake run"
-    assert vouching_run({"metadata": {}}, RUN) is None
-    verdict = judge(COMPARED, RESULT, None).model_dump(by_alias=True, mode="json")
-    outcome = judged(verdict, "iris-rf-1", {"f1_macro": 0.5, "accuracy": 0.9})
-    assert outcome.status["keyMetric"] == "accuracy=0.9", "the judged metric first"
-    assert _conditions(outcome)["Validated"] == ("False", "GatesFailed")
-    assert _conditions(outcome)["Ready"] == ("True", "Registered")
-    assert "accuracy vs champion v2" in outcome.event_message
-    passed = judged(ValidationVerdict(passed=True, checks=[]).model_dump(), "r", {"mae": 1.25})
-    assert passed.status["keyMetric"] == "mae=1.25"
-    assert _conditions(passed)["Validated"] == ("True", "GatesPassed")
-    assert _conditions(no_verdict("gone", {}))["Validated"] == ("False", "NoVerdict")

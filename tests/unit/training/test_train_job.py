@@ -12,9 +12,9 @@ import onnxruntime as ort
 from flywheel.api.dataset import DatasetSpec
 from flywheel.api.trainingrun import TrainingRunSpec
 from flywheel.artifacts import ArtifactStore
+from flywheel.interfaces.jobs import Champion
 from flywheel.jobs.ingest import ingest
 from flywheel.jobs.train import main, train
-from flywheel.training.champion import Champion
 
 RUN = {
     "model": "iris",
@@ -28,16 +28,24 @@ RUN = {
 }
 
 
-def _snapshot(store: ArtifactStore) -> dict[str, object]:
+def _snapshot(store: ArtifactStore) -> dict[str, Any]:
     spec = DatasetSpec.model_validate({"source": {"uri": "sklearn://iris"}})
-    return ingest(spec, namespace="ns", name="iris", claim="art", store=store, previous_digest=None)
+    report = ingest(
+        spec, namespace="ns", name="iris", claim="art", store=store, previous_digest=None
+    )
+    return report.model_dump(by_alias=True, mode="json")
+
+
+def _train(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The training Job's report, as the operator receives it (the wire document)."""
+    return train(*args, **kwargs).model_dump(by_alias=True, mode="json")
 
 
 def test_train_stores_a_verified_model_and_is_reproducible(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     data = _snapshot(store)
     spec = TrainingRunSpec.model_validate(RUN)
-    first = train(
+    first = _train(
         spec,
         namespace="ns",
         run="run-1",
@@ -55,7 +63,7 @@ def test_train_stores_a_verified_model_and_is_reproducible(tmp_path: Path) -> No
     assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
     card = json.loads(store.read_bytes(first["modelURI"].replace("model.onnx", "card.json")))
     assert card["datasetDigest"] == data["digest"]
-    again = train(
+    again = _train(
         spec,
         namespace="ns",
         run="run-2",
@@ -105,7 +113,7 @@ def test_the_champion_is_rescored_on_the_same_held_out_rows(tmp_path: Path) -> N
         "snapshot_uri": str(data["snapshotURI"]),
         "digest": str(data["digest"]),
     }
-    first = train(
+    first = _train(
         TrainingRunSpec.model_validate(RUN),
         namespace="ns",
         run="run-1",
@@ -124,7 +132,7 @@ def test_the_champion_is_rescored_on_the_same_held_out_rows(tmp_path: Path) -> N
         }
     )
     logistic = {**RUN, "estimator": {"class": "sklearn.linear_model.LogisticRegression"}}
-    second = train(
+    second = _train(
         TrainingRunSpec.model_validate(logistic),
         namespace="ns",
         run="run-2",
@@ -139,7 +147,7 @@ def test_the_champion_is_rescored_on_the_same_held_out_rows(tmp_path: Path) -> N
     assert rival["metrics"]["accuracy"] == first["metrics"]["accuracy"]
     assert rival["metrics"] != second["metrics"]
     tampered = champion.model_copy(update={"sha256": "0" * 64})
-    third = train(
+    third = _train(
         TrainingRunSpec.model_validate(logistic),
         namespace="ns",
         run="run-3",

@@ -11,15 +11,17 @@ import yaml
 from flywheel.api.kinds import MODEL_VERSION
 from flywheel.api.modelversion import ModelVersionSpec
 from flywheel.api.trainingrun import TrainingRunSpec
-from flywheel.conditions import Verdict
-from flywheel.settings import OperatorSettings
-from flywheel.trainingruns import (
+from flywheel.controllers.trainingrun.decide import next_version
+from flywheel.controllers.trainingrun.pinning import pin_dataset
+from flywheel.controllers.trainingrun.render import (
     PinnedDataset,
-    next_version,
-    pin_dataset,
     render_model_version,
     render_training_job,
 )
+from flywheel.core.conditions import Finding
+from flywheel.core.target import parse_meta
+from flywheel.interfaces.jobs import TrainArgs, TrainReport
+from flywheel.settings import OperatorSettings
 from tests.support.crdcheck import crd_schema, validate
 from tests.support.examples import CRDS
 
@@ -46,8 +48,8 @@ def _dataset(**status: Any) -> dict[str, Any]:
 
 
 def test_pinning_waits_for_a_ready_dataset() -> None:
-    assert pin_dataset(SPEC, None) == Verdict("DatasetNotReady", "Dataset iris does not exist.")
-    assert isinstance(pin_dataset(SPEC, _dataset()), Verdict)
+    assert pin_dataset(SPEC, None) == Finding("DatasetNotReady", "Dataset iris does not exist.")
+    assert isinstance(pin_dataset(SPEC, _dataset()), Finding)
     pinned = pin_dataset(SPEC, _dataset(**V2, history=[V2, V1], conditions=READY))
     assert isinstance(pinned, PinnedDataset)
     assert pinned.digest == V2["digest"]
@@ -63,7 +65,7 @@ def test_pinning_an_explicit_version_from_history() -> None:
     missing = spec.model_copy(
         update={"dataset_ref": SPEC.dataset_ref.model_copy(update={"version": "cccccccccccc"})}
     )
-    assert isinstance(pin_dataset(missing, _dataset(**V2, history=[V2], conditions=READY)), Verdict)
+    assert isinstance(pin_dataset(missing, _dataset(**V2, history=[V2], conditions=READY)), Finding)
 
 
 def _pinned() -> PinnedDataset:
@@ -72,7 +74,7 @@ def _pinned() -> PinnedDataset:
 
 def test_the_job_does_not_retry_spec_problems() -> None:
     body = {"metadata": {"name": "iris-rf-1", "namespace": "ml", "uid": "u-1"}}
-    job = render_training_job(body, SPEC, _pinned(), OperatorSettings())
+    job = render_training_job(parse_meta(body), SPEC, _pinned(), OperatorSettings())
     (rule,) = job["spec"]["podFailurePolicy"]["rules"]
     assert rule == {
         "action": "FailJob",
@@ -82,23 +84,26 @@ def test_the_job_does_not_retry_spec_problems() -> None:
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--digest") + 1] == V1["digest"]
+    assert TrainArgs.parse(command[3:]).spec == SPEC, "the Job parses what the operator renders"
 
 
 def test_the_model_version_is_schema_valid_and_traceable() -> None:
-    result = {
-        "sha256": "c" * 64,
-        "modelURI": "pvc://c/models/ml/iris/iris-rf-1/model.onnx",
-        "metrics": {"accuracy": 0.97},
-        "libraries": {"scikit-learn": "1.9.1"},
-        "signature": {
-            "task": "classification",
-            "classLabels": ["0", "1", "2"],
-            "features": [{"name": "sepal length (cm)", "type": "numeric"}],
-        },
-    }
+    result = TrainReport.model_validate(
+        {
+            "sha256": "c" * 64,
+            "modelURI": "pvc://c/models/ml/iris/iris-rf-1/model.onnx",
+            "metrics": {"accuracy": 0.97},
+            "libraries": {"scikit-learn": "1.9.1"},
+            "signature": {
+                "task": "classification",
+                "classLabels": ["0", "1", "2"],
+                "features": [{"name": "sepal length (cm)", "type": "numeric"}],
+            },
+        }
+    )
     run = {"metadata": {"name": "iris-rf-1", "namespace": "ml", "uid": "u-1"}}
     version = next_version([1, 2])
-    obj = render_model_version(run, SPEC, result, version, _pinned())
+    obj = render_model_version(parse_meta(run), SPEC, result, version, _pinned())
     assert obj["metadata"]["name"] == "iris-v3"
     assert obj["metadata"]["labels"]["flywheel.dev/run-uid"] == "u-1"
     ModelVersionSpec.model_validate(obj["spec"])

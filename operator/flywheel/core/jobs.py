@@ -1,0 +1,44 @@
+"""Reading Jobs the operator created: whether they are done, how many pods they started, and
+the result their pod reported through its termination message."""
+
+from __future__ import annotations
+
+from flywheel.core.conditions import raw_condition
+from flywheel.core.objects import Obj, status_of
+from flywheel.interfaces.jobs import FailureReason, JobFailure, ReportT, decode_result
+
+
+def job_condition(job: Obj | None, type_: str) -> Obj:
+    """The Job's condition of this type when it is True, else an empty dict."""
+    condition = raw_condition(status_of(job), type_)
+    return condition if condition.get("status") == "True" else {}
+
+
+def job_finished(job: Obj | None) -> str | None:
+    """`Complete` or `Failed` once the Job is done, else None."""
+    return next((t for t in ("Complete", "Failed") if job_condition(job, t)), None)
+
+
+def pods_started(job: Obj | None) -> int:
+    """How many pods the Job has started so far (running, failed or succeeded)."""
+    status = status_of(job)
+    return sum(int(status.get(key) or 0) for key in ("active", "failed", "succeeded"))
+
+
+def read_result(job: Obj | None, pods: list[Obj], report: type[ReportT]) -> ReportT | JobFailure:
+    """The result from the newest pod's termination message, or why there is none."""
+    newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+    for pod in newest:
+        for container in status_of(pod).get("containerStatuses") or ():
+            terminated = (container.get("state") or {}).get("terminated")
+            if not terminated:
+                continue
+            text = terminated.get("message") or ""
+            result = decode_result(text, report)
+            if result is None:
+                message = text or terminated.get("reason") or "no output"
+                return JobFailure(reason=FailureReason.NO_RESULT, message=message[-1000:])
+            return result
+    reasons = [c.get("reason", "") for c in status_of(job).get("conditions") or ()]
+    message = f"the Job ended without a result ({', '.join(r for r in reasons if r)})"
+    return JobFailure(reason=FailureReason.NO_RESULT, message=message)

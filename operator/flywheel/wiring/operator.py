@@ -1,0 +1,92 @@
+"""The operator assembled: five controllers, the watch cache, one reconciler per kind.
+
+Built once in :mod:`flywheel.__main__` (no API connection yet) and handed to kopf as its memo;
+:meth:`Operator.start` connects the client and starts the workers once kopf is up, and
+:meth:`Operator.stop` stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from flywheel.controllers import dataset, modeldeployment, modelmonitor, modelversion, trainingrun
+from flywheel.core.resources import Resource
+from flywheel.kube.client import Kube
+from flywheel.kube.podhttp import PodHttpClient
+from flywheel.opmetrics import OperatorMetrics
+from flywheel.runtime.act import Actor
+from flywheel.runtime.controller import Controller, Env
+from flywheel.runtime.reconciler import Reconciler
+from flywheel.runtime.store import CachedStore
+from flywheel.settings import OperatorSettings
+from flywheel.wiring.routing import Router
+
+
+def build_controllers(metrics: OperatorMetrics) -> list[Controller[Any]]:
+    """One controller per kind."""
+    return [
+        dataset.CONTROLLER,
+        trainingrun.CONTROLLER,
+        modelversion.CONTROLLER,
+        modeldeployment.CONTROLLER,
+        modelmonitor.build(metrics),
+    ]
+
+
+def watched(controllers: list[Controller[Any]]) -> list[Resource]:
+    """Every resource the controllers need events of, own kinds first."""
+    found: list[Resource] = [c.resource for c in controllers]
+    for controller in controllers:
+        for resource in (*controller.owns, *(w.resource for w in controller.watches)):
+            if resource not in found:
+                found.append(resource)
+    return found
+
+
+@dataclass
+class Operator:
+    """Everything the kopf handlers share."""
+
+    settings: OperatorSettings
+    metrics: OperatorMetrics
+    controllers: list[Controller[Any]] = field(default_factory=list)
+    store: CachedStore = field(default_factory=CachedStore)
+    router: Router = field(init=False)
+    kube: Kube | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.controllers:
+            self.controllers = build_controllers(self.metrics)
+        self.router = Router(self.store)
+
+    @property
+    def resources(self) -> list[Resource]:
+        """The watched resources."""
+        return watched(self.controllers)
+
+    def start(self, kube: Kube) -> None:
+        """Connect and start one reconciler per kind."""
+        self.kube = kube
+        env = Env(kube=kube, store=self.store, settings=self.settings, http=PodHttpClient())
+        actor = Actor(env)
+        self.router.reconcilers = [
+            Reconciler(c, env, actor, self.metrics, workers=self.settings.workers)
+            for c in self.controllers
+        ]
+        self.tasks = [asyncio.create_task(r.run()) for r in self.router.reconcilers]
+
+    async def stop(self) -> None:
+        """Stop the workers and close the client."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks = []
+        if self.kube is not None:
+            await self.kube.close()
+            self.kube = None

@@ -1,0 +1,105 @@
+"""The names the model server and the operator share: metric families, their label names, the
+bin slots, the document formats and the paths the operator calls.
+
+Defined once here and imported by both sides: the server writes these series and documents,
+the ModelMonitor reads them back and the ModelDeployment controller asks these paths. This module
+imports the standard library only (tested), so the operator can use it without pulling in any of
+the server's runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Metric families as the server registers them; a counter's samples carry the `_total` suffix.
+MONITORED_ROWS: Final = "flywheel_monitored_rows"
+FEATURE_VALUES: Final = "flywheel_feature_values"
+PREDICTIONS: Final = "flywheel_predictions"
+PREDICTION_VALUES: Final = "flywheel_prediction_values"
+PREDICTION_SCORE: Final = "flywheel_prediction_score"
+FEEDBACK_LABELS: Final = "flywheel_feedback_labels"
+FEEDBACK_CONFUSION: Final = "flywheel_feedback_confusion"
+FEEDBACK_ABSOLUTE_ERROR: Final = "flywheel_feedback_absolute_error"
+FEEDBACK_SQUARED_ERROR: Final = "flywheel_feedback_squared_error"
+REQUESTS: Final = "flywheel_requests"
+REQUEST_DURATION: Final = "flywheel_request_duration_seconds"
+INFERENCE_DURATION: Final = "flywheel_inference_duration_seconds"
+BATCH_SIZE: Final = "flywheel_batch_size"
+IN_FLIGHT_REQUESTS: Final = "flywheel_in_flight_requests"
+MODEL_INFO: Final = "flywheel_model_info"
+MODEL_READY: Final = "flywheel_model_ready"
+
+# Label names of those series.
+MODEL: Final = "model"
+VERSION: Final = "version"
+FEATURE: Final = "feature"
+BIN: Final = "bin"
+CLASS: Final = "class"
+PREDICTED: Final = "predicted"
+ACTUAL: Final = "actual"
+ENDPOINT: Final = "endpoint"
+CODE: Final = "code"
+SHA256: Final = "sha256"
+
+
+def total(family: str) -> str:
+    """The sample name of a counter family (`flywheel_predictions` -> `..._total`)."""
+    return f"{family}_total"
+
+
+SLOT_LABELS: Final[dict[str, tuple[str, ...]]] = {
+    total(FEATURE_VALUES): (FEATURE, BIN),
+    total(PREDICTIONS): (CLASS,),
+    total(PREDICTION_VALUES): (BIN,),
+    total(MONITORED_ROWS): (),
+    total(FEEDBACK_LABELS): (),
+    total(FEEDBACK_CONFUSION): (PREDICTED, ACTUAL),
+    total(FEEDBACK_ABSOLUTE_ERROR): (),
+}
+"""Every counter the ModelMonitor reads, and the labels (besides model and version) that tell
+its slots apart."""
+
+# Bin slots. A numeric feature's slots are the positions 0 (underflow) .. B+1 (overflow) of its
+# baseline histogram, then `null`; a categorical feature's are its top values, then these three.
+OTHER: Final = "__other__"
+"""A value the baseline saw, outside its top categories."""
+UNSEEN: Final = "__unseen__"
+"""A value (or a predicted class) the baseline never saw."""
+NULL: Final = "__null__"
+"""A missing categorical value."""
+NUMERIC_NULL: Final = "null"
+"""A missing numeric value."""
+
+
+def numeric_slots(edges: int) -> list[str]:
+    """The slots of a numeric feature whose baseline histogram has `edges` edges."""
+    return [str(position) for position in range(edges + 1)] + [NUMERIC_NULL]
+
+
+def categorical_slots(top: list[str]) -> list[str]:
+    """The slots of a categorical feature with these top categories."""
+    return [*top, OTHER, UNSEEN, NULL]
+
+
+# Documents.
+STATS_FORMAT: Final = "flywheel.dev/stats/v1"
+"""A Dataset snapshot's statistics: the drift baseline (docs/stats-format.md)."""
+MODEL_CARD_FORMAT: Final = "flywheel.dev/model-card/v1"
+EXAMPLES_FORMAT: Final = "flywheel.dev/examples/v1"
+
+# Pods.
+ARTIFACTS_ROOT: Final = "/var/lib/flywheel/artifacts"
+"""Where Job and serving pods mount artifact claims: `pvc://<claim>/<path>` is
+`<ARTIFACTS_ROOT>/<claim>/<path>`."""
+
+# HTTP.
+PORT: Final = 8080
+"""The port serving pods listen on."""
+READY_PATH: Final = "/v2/health/ready"
+LIVE_PATH: Final = "/v2/health/live"
+METRICS_PATH: Final = "/metrics"
+
+
+def baseline_path(model: str, version: str | int) -> str:
+    """Where a server answers the baseline it bins one model version on."""
+    return f"/v2/models/{model}/versions/{version}/baseline"
