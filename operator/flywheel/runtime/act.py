@@ -1,7 +1,8 @@
 """Carrying out an :class:`~flywheel.core.outcome.Outcome`: the only place a reconcile writes.
 
 Always in the same order: the actions (children created or applied, objects patched or
-deleted), then one merge patch of the status (only when something changed), then the Events.
+deleted), then one merge patch of the status (only when something changed), then the Events
+(handed to :mod:`.events`, which posts them in the background in the operator).
 Every answer of the API server goes into the watch cache, so the next reconcile reads it.
 """
 
@@ -22,6 +23,7 @@ from flywheel.core.outcome import Action, Apply, Create, Delete, Ensure, MergePa
 from flywheel.core.resources import Resource
 from flywheel.kube.errors import Conflict, NotFound
 from flywheel.runtime.controller import Env
+from flywheel.runtime.events import DirectEvents, EventSink
 
 ENSURE_RECHECK = 60.0
 """Seconds an ensured object (a namespace's claim or ServiceAccount) is trusted to exist."""
@@ -42,7 +44,13 @@ class Actor:
     controller (so a namespace's prerequisites are ensured once for all kinds)."""
 
     env: Env
+    events: EventSink | None = None
+    """Where Events go (default: posted directly, before `act` returns)."""
     ensured: dict[tuple[str, str, str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = DirectEvents(self.env.kube)
 
     async def act(
         self,
@@ -73,7 +81,8 @@ class Actor:
             self.env.store.wrote(resource, answer)
         for event in outcome.events:
             log.info("%s: %s", event.reason, event.message)
-            await self.env.kube.post_event(body, event)
+            assert self.events is not None
+            await self.events.post(body, event)
         return bool(patch)
 
     async def perform(self, action: Action, log: Log) -> None:

@@ -44,7 +44,8 @@ def _register_resource(
 ) -> None:
     where = (resource.group, resource.version, resource.plural)
 
-    def cache(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    async def cache(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        # async: kopf runs a sync handler in a thread pool, one hop per watch event
         obj = trim(resource, body)
         found = meta_of(obj)
         namespace, name = found.get("namespace"), found.get("name")

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from aiohttp import web
@@ -32,9 +33,7 @@ def configure_kopf(
 ) -> None:
     """kopf watches and routes; it keeps no state on our objects."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-spec"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = f"{API_GROUP}/finalizer"
     settings.posting.enabled = False  # the controllers post their own Events
     # No dynamic discovery of namespaces and CRDs: the operator serves the namespaces it is
@@ -79,6 +78,25 @@ class QuietRetries(logging.Filter):
             return False
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's change detection, unused: the operator registers no change handler, so no essence
+    is built or stored (kopf would deep-copy every object, pod templates and all, on every
+    watch event, and keep a copy of the spec in an annotation)."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        """Nothing to compare."""
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        """Nothing stored."""
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Nothing to store."""
 
 
 class QuietRouting(logging.Filter):
@@ -173,6 +191,6 @@ def register_lifecycle(
     @kopf.on.probe(id="registry", registry=registry)
     def probe(**_: Any) -> str:
         running = [t for t in operator.tasks if not t.done()]
-        if len(running) == len(operator.controllers):
+        if len(running) == len(operator.tasks):
             return "ok"
-        return f"{len(running)} of {len(operator.controllers)} reconcilers running"
+        return f"{len(running)} of {len(operator.tasks)} workers running"

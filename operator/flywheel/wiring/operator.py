@@ -19,6 +19,7 @@ from flywheel.kube.podhttp import PodHttpClient
 from flywheel.opmetrics import OperatorMetrics
 from flywheel.runtime.act import Actor
 from flywheel.runtime.controller import Controller, Env
+from flywheel.runtime.events import EventQueue
 from flywheel.runtime.reconciler import Reconciler
 from flywheel.runtime.store import CachedStore
 from flywheel.settings import OperatorSettings
@@ -56,6 +57,7 @@ class Operator:
     store: CachedStore = field(default_factory=CachedStore)
     router: Router = field(init=False)
     kube: Kube | None = None
+    events: EventQueue | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -69,18 +71,22 @@ class Operator:
         return watched(self.controllers)
 
     def start(self, kube: Kube) -> None:
-        """Connect and start one reconciler per kind."""
+        """Connect and start one reconciler per kind, and the Event poster."""
         self.kube = kube
         env = Env(kube=kube, store=self.store, settings=self.settings, http=PodHttpClient())
-        actor = Actor(env)
+        self.events = EventQueue(kube)
+        actor = Actor(env, self.events)
         self.router.reconcilers = [
             Reconciler(c, env, actor, self.metrics, workers=self.settings.workers)
             for c in self.controllers
         ]
         self.tasks = [asyncio.create_task(r.run()) for r in self.router.reconcilers]
+        self.tasks.append(asyncio.create_task(self.events.run()))
 
     async def stop(self) -> None:
-        """Stop the workers and close the client."""
+        """Stop the workers, post the Events still queued (briefly), close the client."""
+        if self.events is not None:
+            await self.events.flush(timeout=2.0)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

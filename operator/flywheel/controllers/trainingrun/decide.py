@@ -124,9 +124,11 @@ def started(job: Obj, dataset_version: str, dataset_digest: str, now: datetime) 
 
 
 def progressed(job: Obj, recorded_attempts: int, backoff_limit: int) -> Outcome | None:
-    """A running Job started another pod (a retry after a crash), else None."""
+    """A running Job started another pod (a retry after a crash), else None. The first
+    attempt is not reported on its own (the run says `Training` already); the count is
+    recorded when the run ends."""
     attempts = pods_started(job)
-    if attempts <= recorded_attempts:
+    if attempts <= max(recorded_attempts, 1):
         return None
     failed = int((job.get("status") or {}).get("failed") or 0)
     message = (
