@@ -49,6 +49,14 @@ class OperatorMetrics:
             ["verb", "resource", "code"],
             registry=registry,
         )
+        self.reports_held = Gauge(
+            "flywheel_reports_held",
+            "Reports decided and not written yet, by what (status: objects whose status is "
+            "held; event: Events queued). Written when the reconcilers are idle, at most 10 s "
+            "late.",
+            ["what"],
+            registry=registry,
+        )
 
         monitor = ["namespace", "monitor"]
         self.drift_score = Gauge(

@@ -78,6 +78,9 @@ def test_invalid_spec_stalls_with_one_event(k: Kubectl, operator: OperatorProces
     # Not retried: no second event, no more reconciles of this object while the spec is unchanged.
     metrics = _scrape(operator)
     assert 'flywheel_reconcile_total{kind="TrainingRun",result="invalid_spec"} 1.0' in metrics
+    # At rest, nothing decided is left unwritten (statuses and Events go behind the children).
+    assert 'flywheel_reports_held{what="status"} 0.0' in metrics
+    assert 'flywheel_reports_held{what="event"} 0.0' in metrics
 
 
 def test_a_fixed_spec_clears_stalled(k: Kubectl, operator: OperatorProcess) -> None:

@@ -25,7 +25,7 @@ import asyncio
 import builtins
 import copy
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -365,3 +365,28 @@ class FakeIndex(dict[Any, builtins.list[Obj]]):
             o for o in self.get((found["namespace"],), []) if o["metadata"]["name"] != found["name"]
         ]
         self[(found["namespace"],)] = [*rest, obj]
+
+
+class LiveIndex(Mapping[Any, builtins.list[Obj]]):
+    """A kopf index that is always current with a :class:`FakeCluster` (a FAKE: the real one
+    lags the watch), for composing :class:`flywheel.runtime.store.CachedStore` with the fake."""
+
+    def __init__(self, cluster: FakeCluster, resource: Resource) -> None:
+        self.cluster = cluster
+        self.resource = resource
+
+    def __getitem__(self, key: Any) -> builtins.list[Obj]:
+        found = [
+            copy.deepcopy(obj)
+            for (plural, namespace, name), obj in sorted(self.cluster.objects.items())
+            if plural == self.resource.plural and (namespace, name)[: len(key)] == tuple(key)
+        ]
+        if not found:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter({(ns, n) for (p, ns, n) in self.cluster.objects if p == self.resource.plural})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

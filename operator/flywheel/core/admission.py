@@ -172,6 +172,21 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return merged
 
 
+def merge_diff(current: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns `current` into `target` (neither holding nulls):
+    `merge_patch(current, merge_diff(current, target)) == target`. Empty when they are equal."""
+    diff: dict[str, Any] = {key: None for key in current if key not in target}
+    for key, value in target.items():
+        old = current.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            nested = merge_diff(old, value)
+            if nested:
+                diff[key] = nested
+        elif key not in current or old != value:
+            diff[key] = value
+    return diff
+
+
 def legacy_cleanup(body: Obj) -> MergePatch | None:
     """Remove what earlier operator versions left on an object: kopf's finalizer (an object
     carrying it could never be deleted now) and its copy of the spec. The patch carries the

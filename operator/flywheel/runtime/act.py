@@ -1,8 +1,9 @@
 """Carrying out an :class:`~flywheel.core.outcome.Outcome`: the only place a reconcile writes.
 
 Always in the same order: the actions (children created or applied, objects patched or
-deleted), then one merge patch of the status (only when something changed), then the Events
-(handed to :mod:`.events`, which posts them in the background in the operator).
+deleted), then one merge patch of the status (only when something changed), then the Events.
+The actions are written before `act` returns; in the operator the status and Events are
+reports written behind them (:mod:`.reports`, :mod:`.events`), in tests at once.
 Every answer of the API server goes into the watch cache, so the next reconcile reads it.
 """
 
@@ -24,6 +25,7 @@ from flywheel.core.resources import Resource
 from flywheel.kube.errors import Conflict, NotFound
 from flywheel.runtime.controller import Env
 from flywheel.runtime.events import DirectEvents, EventSink
+from flywheel.runtime.reports import DirectStatus, StatusSink
 
 ENSURE_RECHECK = 60.0
 """Seconds an ensured object (a namespace's claim or ServiceAccount) is trusted to exist."""
@@ -46,11 +48,15 @@ class Actor:
     env: Env
     events: EventSink | None = None
     """Where Events go (default: posted directly, before `act` returns)."""
+    statuses: StatusSink | None = None
+    """Where status patches go (default: written directly, before `act` returns)."""
     ensured: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.events is None:
             self.events = DirectEvents(self.env.kube)
+        if self.statuses is None:
+            self.statuses = DirectStatus(self.env.kube, self.env.store)
 
     async def act(
         self,
@@ -75,10 +81,9 @@ class Actor:
             valid=valid,
         )
         if patch:
+            assert self.statuses is not None
             resource = resources.BY_KIND[(str(body["apiVersion"]), kind)]
-            ref = resource.ref(meta_of(body)["namespace"], meta_of(body)["name"])
-            answer = await self.env.kube.merge_patch(ref, {"status": patch}, subresource="status")
-            self.env.store.wrote(resource, answer)
+            await self.statuses.report(resource, body, patch)
         for event in outcome.events:
             log.info("%s: %s", event.reason, event.message)
             assert self.events is not None

@@ -124,6 +124,11 @@ class WorkQueue(Generic[K]):
         return len(self._ready)
 
     @property
+    def busy(self) -> bool:
+        """Keys are ready or being worked on."""
+        return bool(self._ready or self._processing)
+
+    @property
     def waiting(self) -> int:
         """Keys with a timer (requeue-after or back-off)."""
         return len(self._timers)

@@ -10,6 +10,10 @@ own writes, every object the operator writes is remembered with the resourceVers
 server returned, and preferred over the indexed copy until the watch delivers that very
 resourceVersion (or the object is deleted, or `RECALL` seconds pass: a relist may skip it).
 resourceVersions are only compared for equality, never ordered, as the API conventions require.
+
+A status the operator decided but has not written yet (:mod:`.reports` writes statuses behind
+the children) is read back too: :meth:`CachedStore.get` returns the object with its pending
+status until the write lands.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class CachedStore:
 
     indexes: dict[Resource, Index] = field(default_factory=dict)
     _written: dict[tuple[Resource, str, str], _Written] = field(default_factory=dict)
+    _pending: dict[tuple[Resource, str, str], Obj] = field(default_factory=dict)
 
     def attach(self, resource: Resource, index: Index) -> None:
         """Read `resource` from this index."""
@@ -86,7 +91,15 @@ class CachedStore:
         return next(iter(index.get((namespace, name), ())), None)
 
     def get(self, resource: Resource, namespace: str, name: str) -> Obj | None:
-        """The freshest copy: the operator's own write until the watch catches up with it."""
+        """The freshest copy, with the status the operator decided and has yet to write."""
+        found = self.server(resource, namespace, name)
+        pending = self._pending.get((resource, namespace, name))
+        if found is None or pending is None:
+            return found
+        return {**found, "status": pending}
+
+    def server(self, resource: Resource, namespace: str, name: str) -> Obj | None:
+        """The API server's copy: the operator's own write until the watch catches up with it."""
         indexed = self._indexed(resource, namespace, name)
         key = (resource, namespace, name)
         written = self._written.get(key)
@@ -123,11 +136,29 @@ class CachedStore:
     def deleted(self, resource: Resource, namespace: str, name: str) -> None:
         """The operator deleted an object: it reads as gone until the watch says so too."""
         self._written[(resource, namespace, name)] = _Written(None, None, time.monotonic() + RECALL)
+        self._pending.pop((resource, namespace, name), None)
+
+    def pending(self, resource: Resource, namespace: str, name: str) -> Obj | None:
+        """The status decided for the object and not written yet, if any."""
+        return self._pending.get((resource, namespace, name))
+
+    def hold(self, resource: Resource, namespace: str, name: str, status: Obj) -> None:
+        """A status decided and not written yet: read back from now on."""
+        self._pending[(resource, namespace, name)] = status
+
+    def release(self, resource: Resource, namespace: str, name: str, status: Obj) -> None:
+        """That status is written (or given up): stop reading it back, unless a newer one was
+        decided meanwhile."""
+        key = (resource, namespace, name)
+        if self._pending.get(key) is status:
+            del self._pending[key]
 
     def observed(self, resource: Resource, body: Mapping[str, object], *, gone: bool) -> None:
         """A watch event: the operator's write it delivers (or a deletion) ends the overlay."""
         found = meta_of(dict(body))
         key = (resource, str(found.get("namespace")), str(found.get("name")))
+        if gone:
+            self._pending.pop(key, None)
         written = self._written.get(key)
         if written is None:
             return

@@ -21,6 +21,7 @@ from flywheel.runtime.act import Actor
 from flywheel.runtime.controller import Controller, Env
 from flywheel.runtime.events import EventQueue
 from flywheel.runtime.reconciler import Reconciler
+from flywheel.runtime.reports import Pace, StatusLane
 from flywheel.runtime.store import CachedStore
 from flywheel.settings import OperatorSettings
 from flywheel.wiring.routing import Router
@@ -58,6 +59,7 @@ class Operator:
     router: Router = field(init=False)
     kube: Kube | None = None
     events: EventQueue | None = None
+    statuses: StatusLane | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -71,28 +73,54 @@ class Operator:
         return watched(self.controllers)
 
     def start(self, kube: Kube) -> None:
-        """Connect and start one reconciler per kind, and the Event poster."""
+        """Connect and start one reconciler per kind, and the writers of their reports
+        (statuses and Events, written when the reconcilers are idle: :mod:`.reports`)."""
         self.kube = kube
         env = Env(kube=kube, store=self.store, settings=self.settings, http=PodHttpClient())
-        self.events = EventQueue(kube)
-        actor = Actor(env, self.events)
+        pace = Pace(busy=self.busy)
+        self.events = EventQueue(kube, pace)
+        self.statuses = StatusLane(kube, self.store, pace)
+        actor = Actor(env, self.events, self.statuses)
+        held = self.metrics.reports_held
+        held.labels(what="status").set_function(
+            lambda: float(self.statuses.pending if self.statuses else 0)
+        )
+        held.labels(what="event").set_function(
+            lambda: float(self.events.pending if self.events else 0)
+        )
         self.router.reconcilers = [
             Reconciler(c, env, actor, self.metrics, workers=self.settings.workers)
             for c in self.controllers
         ]
         self.tasks = [asyncio.create_task(r.run()) for r in self.router.reconcilers]
+        self.tasks.append(asyncio.create_task(self.statuses.run()))
         self.tasks.append(asyncio.create_task(self.events.run()))
 
+    def busy(self) -> bool:
+        """Some reconciler has work."""
+        return any(r.queue.busy for r in self.router.reconcilers)
+
     async def stop(self) -> None:
-        """Stop the workers, post the Events still queued (briefly), close the client."""
+        """Stop the reconcilers, write the reports still held (briefly), close the client."""
+        reconcilers, writers = (
+            self.tasks[: len(self.controllers)],
+            self.tasks[len(self.controllers) :],
+        )
+        await _cancel(reconcilers)
+        if self.statuses is not None:
+            await self.statuses.flush(timeout=2.0)
         if self.events is not None:
             await self.events.flush(timeout=2.0)
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel(writers)
         self.tasks = []
         if self.kube is not None:
             await self.kube.close()
             self.kube = None
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
