@@ -124,9 +124,9 @@ class WorkQueue(Generic[K]):
         return len(self._ready)
 
     @property
-    def busy(self) -> bool:
-        """Keys are ready or being worked on."""
-        return bool(self._ready or self._processing)
+    def processing(self) -> int:
+        """Keys being worked on."""
+        return len(self._processing)
 
     @property
     def waiting(self) -> int:

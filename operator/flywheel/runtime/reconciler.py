@@ -83,6 +83,21 @@ class Reconciler:
         """Reconcile this object soon."""
         self.queue.add((namespace, name))
 
+    @property
+    def saturated(self) -> bool:
+        """Work is waiting, or every worker is busy (the reports wait meanwhile)."""
+        return len(self.queue) > 0 or self.queue.processing >= self.workers
+
+    def refused(self, namespace: str, name: str, error: KubeError) -> None:
+        """The API server refused to write the object's status (written behind the reconcile,
+        :mod:`.reports`): reconcile it again, as if the reconcile had failed."""
+        key = (namespace, name)
+        if isinstance(error, Forbidden):
+            self.queue.add_after(key, FORBIDDEN_RETRY)
+        else:
+            self.queue.retry(key, ERRORS)
+        self.metrics.errors.labels(kind=self.kind, reason=type(error).__name__).inc()
+
     def log(self, namespace: str, name: str) -> ObjectLog:
         """The logger of one object."""
         return ObjectLog(logger, {"object": f"{self.kind} {namespace}/{name}"})

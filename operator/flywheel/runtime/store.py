@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from flywheel.core import resources
 from flywheel.core.objects import Obj, meta_of
@@ -64,6 +64,23 @@ def trim(resource: Resource, body: Mapping[str, object]) -> Obj:
     return obj
 
 
+@dataclass(frozen=True, eq=False)
+class Held:
+    """Status fields decided for one object (by its uid) and not written yet."""
+
+    uid: str | None
+    fields: Mapping[str, Any]
+    """Top-level status fields as decided; None: removed. Other fields (another controller's
+    links) are the API server's."""
+    since: float
+    """When the oldest of these decisions was taken (monotonic seconds)."""
+
+    def over(self, status: Mapping[str, Any]) -> Obj:
+        """`status` with these fields decided."""
+        merged = {**status, **self.fields}
+        return {key: value for key, value in merged.items() if value is not None}
+
+
 @dataclass
 class _Written:
     version: str | None
@@ -78,7 +95,7 @@ class CachedStore:
 
     indexes: dict[Resource, Index] = field(default_factory=dict)
     _written: dict[tuple[Resource, str, str], _Written] = field(default_factory=dict)
-    _pending: dict[tuple[Resource, str, str], Obj] = field(default_factory=dict)
+    _pending: dict[tuple[Resource, str, str], Held] = field(default_factory=dict)
 
     def attach(self, resource: Resource, index: Index) -> None:
         """Read `resource` from this index."""
@@ -93,10 +110,10 @@ class CachedStore:
     def get(self, resource: Resource, namespace: str, name: str) -> Obj | None:
         """The freshest copy, with the status the operator decided and has yet to write."""
         found = self.server(resource, namespace, name)
-        pending = self._pending.get((resource, namespace, name))
-        if found is None or pending is None:
-            return found
-        return {**found, "status": pending}
+        held = self._pending.get((resource, namespace, name))
+        if found is None or held is None or held.uid != meta_of(found).get("uid"):
+            return found  # (a held status of an object deleted and created again is not its)
+        return {**found, "status": held.over(found.get("status") or {})}
 
     def server(self, resource: Resource, namespace: str, name: str) -> Obj | None:
         """The API server's copy: the operator's own write until the watch catches up with it."""
@@ -138,19 +155,19 @@ class CachedStore:
         self._written[(resource, namespace, name)] = _Written(None, None, time.monotonic() + RECALL)
         self._pending.pop((resource, namespace, name), None)
 
-    def pending(self, resource: Resource, namespace: str, name: str) -> Obj | None:
+    def pending(self, resource: Resource, namespace: str, name: str) -> Held | None:
         """The status decided for the object and not written yet, if any."""
         return self._pending.get((resource, namespace, name))
 
-    def hold(self, resource: Resource, namespace: str, name: str, status: Obj) -> None:
-        """A status decided and not written yet: read back from now on."""
-        self._pending[(resource, namespace, name)] = status
+    def hold(self, resource: Resource, namespace: str, name: str, held: Held) -> None:
+        """Status fields decided and not written yet: read back from now on."""
+        self._pending[(resource, namespace, name)] = held
 
-    def release(self, resource: Resource, namespace: str, name: str, status: Obj) -> None:
+    def release(self, resource: Resource, namespace: str, name: str, held: Held) -> None:
         """That status is written (or given up): stop reading it back, unless a newer one was
         decided meanwhile."""
         key = (resource, namespace, name)
-        if self._pending.get(key) is status:
+        if self._pending.get(key) is held:
             del self._pending[key]
 
     def observed(self, resource: Resource, body: Mapping[str, object], *, gone: bool) -> None:

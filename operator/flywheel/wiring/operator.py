@@ -15,6 +15,7 @@ from typing import Any
 from flywheel.controllers import dataset, modeldeployment, modelmonitor, modelversion, trainingrun
 from flywheel.core.resources import Resource
 from flywheel.kube.client import Kube
+from flywheel.kube.errors import KubeError
 from flywheel.kube.podhttp import PodHttpClient
 from flywheel.opmetrics import OperatorMetrics
 from flywheel.runtime.act import Actor
@@ -79,7 +80,7 @@ class Operator:
         env = Env(kube=kube, store=self.store, settings=self.settings, http=PodHttpClient())
         pace = Pace(busy=self.busy)
         self.events = EventQueue(kube, pace)
-        self.statuses = StatusLane(kube, self.store, pace)
+        self.statuses = StatusLane(kube, self.store, pace, refused=self._status_refused)
         actor = Actor(env, self.events, self.statuses)
         held = self.metrics.reports_held
         held.labels(what="status").set_function(
@@ -97,8 +98,14 @@ class Operator:
         self.tasks.append(asyncio.create_task(self.events.run()))
 
     def busy(self) -> bool:
-        """Some reconciler has work."""
-        return any(r.queue.busy for r in self.router.reconcilers)
+        """Some reconciler has work waiting, or all its workers busy."""
+        return any(r.saturated for r in self.router.reconcilers)
+
+    def _status_refused(self, key: tuple[Resource, str, str], error: KubeError) -> None:
+        resource, namespace, name = key
+        for reconciler in self.router.reconcilers:
+            if reconciler.controller.resource == resource:
+                reconciler.refused(namespace, name, error)
 
     async def stop(self) -> None:
         """Stop the reconcilers, write the reports still held (briefly), close the client."""

@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
+from flywheel.controllers.dataset import CONTROLLER
 from flywheel.core.admission import merge_diff, merge_patch
 from flywheel.core.outcome import Event
 from flywheel.core.resources import DATASETS
-from flywheel.kube.errors import Forbidden, Unavailable
+from flywheel.kube.errors import Forbidden, KubeError, Unavailable
 from flywheel.runtime.events import EventQueue
 from flywheel.runtime.reports import Pace, StatusLane
 from flywheel.runtime.store import CachedStore
-from tests.support.fakekube import FakeCluster, FakeIndex
+from tests.support.fakekube import FakeCluster, FakeIndex, Harness
 
 BODY: dict[str, Any] = {
     "apiVersion": "flywheel.dev/v1alpha1",
@@ -210,3 +211,117 @@ def test_merge_diff_turns_one_status_into_another() -> None:
         diff = merge_diff(current, target)
         assert merge_patch(current, diff) == target, (current, target, diff)
         assert merge_diff(target, target) == {}
+
+
+async def test_a_held_status_never_reaches_an_object_created_again_under_its_name() -> None:
+    cluster, store, lane, busy = _setup()
+    busy.now = True
+    writer = asyncio.create_task(lane.run())
+    await _report(lane, store, {"phase": "Ingesting", "lastIngest": {"jobName": "old-job"}})
+    del cluster.objects[("datasets", "ns", "d")]  # deleted and created again, before the
+    again = cluster.add({**BODY, "metadata": {**BODY["metadata"], "uid": "uid-2"}})  # DELETED
+    index = store.indexes[DATASETS]  # event arrived
+    assert isinstance(index, FakeIndex)
+    index.put(again)
+    found = store.get(DATASETS, "ns", "d")
+    assert found is not None
+    assert "status" not in found, "the new object does not read the old one's decision"
+    busy.now = False
+    await _settled(lane)
+    writer.cancel()
+    assert "status" not in cluster.obj(DATASETS, "ns", "d"), "nor is it written onto it"
+    assert store.pending(DATASETS, "ns", "d") is None
+
+
+async def test_fields_another_writer_sets_meanwhile_are_kept_and_read() -> None:
+    cluster, store, lane, busy = _setup()
+    busy.now = True
+    writer = asyncio.create_task(lane.run())
+    await _report(lane, store, {"phase": "Validated", "deployments": [{"name": "old"}]})
+    await lane.flush(timeout=1)
+    busy.now, lane.pace.hurried = True, False
+    await _report(lane, store, {"phase": "Ready"})
+    link = {"status": {"deployments": [{"name": "old"}, {"name": "md"}]}}  # another controller
+    ref = DATASETS.ref("ns", "d")
+    store.wrote(DATASETS, await cluster.merge_patch(ref, link, subresource="status"))
+    found = store.get(DATASETS, "ns", "d")
+    assert found is not None
+    assert found["status"]["deployments"] == [{"name": "old"}, {"name": "md"}], "read at once"
+    busy.now = False
+    await _settled(lane)
+    writer.cancel()
+    assert cluster.obj(DATASETS, "ns", "d")["status"] == {
+        "phase": "Ready",
+        "deployments": [{"name": "old"}, {"name": "md"}],
+    }, "not erased by the held decision"
+
+
+async def test_an_object_created_again_is_left_alone_while_the_watch_lags() -> None:
+    cluster, store, lane, busy = _setup()
+    busy.now = True
+    writer = asyncio.create_task(lane.run())
+    await _report(lane, store, {"phase": "Succeeded", "observedGeneration": 1})
+    del cluster.objects[("datasets", "ns", "d")]
+    cluster.add({**BODY, "metadata": {**BODY["metadata"], "uid": "uid-2"}})  # the index lags
+    busy.now = False
+    await _settled(lane)
+    writer.cancel()
+    assert "status" not in cluster.obj(DATASETS, "ns", "d")
+    assert [verb for verb, plural, _ in cluster.requests if plural == "datasets"] == [
+        "patch",
+        "get",
+    ], "the conditional write was refused, the fresh read showed another object"
+
+
+async def test_a_refused_write_has_the_object_reconciled_again() -> None:
+    cluster, store, lane, _ = _setup()
+    told: list[tuple[Any, str]] = []
+    lane.refused = lambda key, error: told.append((key, str(error)))
+    cluster.fail_next("patch", KubeError(422, "status.phase: Unsupported value"))
+    writer = asyncio.create_task(lane.run())
+    await _report(lane, store, {"phase": "Bogus"})
+    await _settled(lane)
+    writer.cancel()
+    assert told == [((DATASETS, "ns", "d"), "422 status.phase: Unsupported value")]
+
+    harness = Harness(CONTROLLER)
+    harness.reconciler.refused("ns", "d", KubeError(422, "status.phase: Unsupported value"))
+    harness.reconciler.refused("ns", "e", Forbidden(403, "datasets/status is forbidden"))
+    assert harness.reconciler.queue.waiting == 2, "both are reconciled again after a back-off"
+    errors = harness.metrics.registry.get_sample_value(
+        "flywheel_reconcile_errors_total", {"kind": "Dataset", "reason": "KubeError"}
+    )
+    assert errors == 1
+
+
+async def test_a_bug_while_writing_is_a_traceback_and_releases_the_status(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, store, lane, _ = _setup()
+
+    def broken(*_: Any) -> dict[str, Any]:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("flywheel.runtime.reports.merge_diff", broken)
+    writer = asyncio.create_task(lane.run())
+    await _report(lane, store, {"phase": "Pending"})
+    await _settled(lane)
+    await _report(lane, store, {"phase": "Ready"})
+    await _settled(lane)
+    writer.cancel()
+    assert caplog.text.count("Dataset ns/d: status not written") == 2, "the writer survives"
+    assert "ValueError: a bug" in caplog.text
+    assert store.pending(DATASETS, "ns", "d") is None
+
+
+async def test_coalesced_decisions_keep_the_oldest_ones_deadline() -> None:
+    _, store, lane, _ = _setup()
+    await _report(lane, store, {"phase": "Pending"})
+    first = store.pending(DATASETS, "ns", "d")
+    await asyncio.sleep(0.01)
+    await _report(lane, store, {"phase": "Ingesting"})
+    second = store.pending(DATASETS, "ns", "d")
+    assert first is not None
+    assert second is not None
+    assert second.since == first.since
+    assert second.fields == {"phase": "Ingesting"}
