@@ -13,6 +13,7 @@ Keys are hashable values (the reconciler uses (namespace, name)).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ class WorkQueue(Generic[K]):
     backoff: Backoff = field(default_factory=Backoff)
     _ready: deque[K] = field(default_factory=deque)
     _dirty: set[K] = field(default_factory=set)
-    _processing: set[K] = field(default_factory=set)
+    _processing: dict[K, float] = field(default_factory=dict)
+    """Keys being worked on, and since when (monotonic seconds)."""
     _timers: dict[K, asyncio.TimerHandle] = field(default_factory=dict)
     _failures: dict[K, int] = field(default_factory=dict)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -102,12 +104,12 @@ class WorkQueue(Generic[K]):
             await self._wakeup.wait()
         key = self._ready.popleft()
         self._dirty.discard(key)
-        self._processing.add(key)
+        self._processing[key] = time.monotonic()
         return key
 
     def done(self, key: K) -> None:
         """Processing finished; a key added meanwhile is queued again."""
-        self._processing.discard(key)
+        self._processing.pop(key, None)
         if key in self._dirty:
             self._ready.append(key)
             self._wakeup.set()
@@ -127,6 +129,11 @@ class WorkQueue(Generic[K]):
     def processing(self) -> int:
         """Keys being worked on."""
         return len(self._processing)
+
+    def started_within(self, seconds: float) -> int:
+        """Keys being worked on that were handed out less than `seconds` ago."""
+        since = time.monotonic() - seconds
+        return sum(1 for started in self._processing.values() if started > since)
 
     @property
     def waiting(self) -> int:

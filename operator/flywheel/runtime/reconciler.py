@@ -40,6 +40,8 @@ TRANSIENT = Backoff(base=0.5, cap=5.0)
 ERRORS = Backoff(base=1.0, cap=300.0)
 FORBIDDEN_RETRY = 30.0
 AGAIN = 0.05
+BRIEF = 1.0
+"""Seconds a reconcile in progress keeps the reports (statuses, Events) waiting."""
 """Seconds before a decision that lost a race is taken again (the watch catches up meanwhile)."""
 Clock = Callable[[], datetime]
 
@@ -84,9 +86,10 @@ class Reconciler:
         self.queue.add((namespace, name))
 
     @property
-    def saturated(self) -> bool:
-        """Work is waiting, or every worker is busy (the reports wait meanwhile)."""
-        return len(self.queue) > 0 or self.queue.processing >= self.workers
+    def busy(self) -> bool:
+        """Work is waiting, or a reconcile started less than `BRIEF` ago (the reports wait
+        meanwhile; one slow reconcile, a monitor waiting on Prometheus, holds nothing up)."""
+        return len(self.queue) > 0 or self.queue.started_within(BRIEF) > 0
 
     def refused(self, namespace: str, name: str, error: KubeError) -> None:
         """The API server refused to write the object's status (written behind the reconcile,

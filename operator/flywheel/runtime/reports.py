@@ -8,7 +8,7 @@ operator (tests and tools use :class:`DirectStatus`, which writes at once):
 
 - the status fields a reconcile decides are held in the watch cache (the next reconcile reads
   them back at once, see :mod:`.store`) and written by a few writers when no reconciler has
-  work waiting and a worker free, or once the object's oldest unwritten decision is
+  work waiting or a reconcile just started, or once the object's oldest unwritten decision is
   :data:`MAX_LAG` seconds old (:class:`Pace`);
 - an object's decisions coalesce: the write is the merge patch from the API server's copy to
   the fields decided, so "Reconciling, Job created" and "Job started" become one write; fields

@@ -98,8 +98,8 @@ class Operator:
         self.tasks.append(asyncio.create_task(self.events.run()))
 
     def busy(self) -> bool:
-        """Some reconciler has work waiting, or all its workers busy."""
-        return any(r.saturated for r in self.router.reconcilers)
+        """Some reconciler has work waiting or a reconcile just started."""
+        return any(r.busy for r in self.router.reconcilers)
 
     def _status_refused(self, key: tuple[Resource, str, str], error: KubeError) -> None:
         resource, namespace, name = key

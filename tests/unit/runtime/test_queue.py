@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -61,3 +62,17 @@ async def test_a_closed_queue_stops_its_workers() -> None:
     queue.close()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(waiter, 1)
+
+
+async def test_a_long_reconcile_stops_counting_as_just_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    await queue.get()
+    assert (queue.processing, queue.started_within(1.0)) == (1, 1)
+    later = time.monotonic() + 2.0
+    monkeypatch.setattr("flywheel.runtime.queue.time.monotonic", lambda: later)
+    assert (queue.processing, queue.started_within(1.0)) == (1, 0)
+    queue.done("a")
+    assert queue.processing == 0
