@@ -1,6 +1,7 @@
 """The operator's overhead on a training: TrainingRun created -> ModelVersion registered, minus fit.
 
-Usage (with the local cluster running: `make cluster-up && eval "$(make -s cluster-env)"`):
+Usage (with the local cluster running and the CRDs applied:
+`make cluster-up && eval "$(make -s cluster-env)" && kubectl apply --server-side -f crds`):
 
     .venv/bin/python bench/training_overhead.py [RUNS]
 
