@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # build-k8s.sh - build pinned upstream Kubernetes control-plane binaries
 # (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl), etcd and
-# helm from the Go module proxy only (no GitHub, no dl.k8s.io).
+# helm from the Go module proxy only (no GitHub, no dl.k8s.io), and the tests'
+# kstatus CLI (hack/kstatus: sigs.k8s.io/cli-utils' kstatus library, pinned by
+# that module's go.mod/go.sum) into the same bin dir.
 #
 # Idempotent: a binary is rebuilt only when it is missing, its build key
 # (versions + ldflags + tags + Go version) changed, or it does not report the
 # expected version. FORCE=1 rebuilds everything (uses the warm GOCACHE).
+# kstatus's build key also hashes hack/kstatus/{go.mod,go.sum,main.go}, so an
+# edit there rebuilds kstatus only (~25 s), never Kubernetes.
 #
 # Usage:  hack/build-k8s.sh       # build what is missing/stale, print versions
-# Pins:   hack/versions.env (K8S_VERSION, ETCD_VERSION, HELM_VERSION)
+# Pins:   hack/versions.env (K8S_VERSION, ETCD_VERSION, HELM_VERSION, KSTATUS_VERSION)
 # Env overrides: WORK FLYWHEEL_CACHE GOMODCACHE GOCACHE GO FORCE=1 BUILD_DATE
 # Needs: go (>= the upstream go line), jq, flock, GNU time (/usr/bin/time), sha256sum.
-# Measured on 2 cores: cold build 6m42s (peak 1.9 GB, kube-apiserver's link), no-op 0.6s.
+# Measured on 2 cores: cold build 6m42s (peak 1.9 GB, kube-apiserver's link), no-op 0.6s;
+# kstatus alone: 1m13s from empty Go caches, 26s beside a warm cache (peak 0.46 GB).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -50,6 +55,8 @@ done
 [[ $K8S_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "K8S_VERSION must look like v1.N.M"
 K8S_MINOR=${BASH_REMATCH[1]}; K8S_PATCH=${BASH_REMATCH[2]}
 STAGING_VERSION=v0.$K8S_MINOR.$K8S_PATCH
+[[ ${KSTATUS_VERSION:-} =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KSTATUS_VERSION must look like vX.Y.Z (hack/versions.env)"
+KSTATUS_DIR=$HERE/kstatus   # a module of ours (go.mod + go.sum committed), built in place
 BIN=$CACHE_ROOT/k8s-$K8S_VERSION/bin
 mkdir -p "$BIN"
 # One build at a time per output dir (a concurrent run waits, then finds the
@@ -93,14 +100,17 @@ declare -A PKG=(
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
   [etcd]=go.etcd.io/etcd/server/v3
   [helm]=helm.sh/helm/v3/cmd/helm
+  [kstatus]=flywheel.dev/hack/kstatus
 )
 K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-ALL_BINS=("${K8S_BINS[@]}" etcd helm)
+ALL_BINS=("${K8S_BINS[@]}" etcd helm kstatus)
 
-group_of() { case $1 in etcd) echo etcd;; helm) echo helm;; *) echo k8s;; esac; }
-ldflags_of() { case $1 in etcd) echo "$ETCD_LDFLAGS";; helm) echo "$HELM_LDFLAGS";; *) echo "$K8S_LDFLAGS";; esac; }
-tags_of() { case $1 in etcd|helm) echo "";; *) echo "$K8S_TAGS";; esac; }
-version_of() { case $1 in etcd) echo "$ETCD_VERSION";; helm) echo "$HELM_VERSION";; *) echo "$K8S_VERSION";; esac; }
+group_of() { case $1 in etcd|helm|kstatus) echo "$1";; *) echo k8s;; esac; }
+ldflags_of() { case $1 in etcd) echo "$ETCD_LDFLAGS";; helm) echo "$HELM_LDFLAGS";; kstatus) echo "-s -w";; *) echo "$K8S_LDFLAGS";; esac; }
+tags_of() { case $1 in etcd|helm|kstatus) echo "";; *) echo "$K8S_TAGS";; esac; }
+version_of() { case $1 in etcd) echo "$ETCD_VERSION";; helm) echo "$HELM_VERSION";; kstatus) echo "$KSTATUS_VERSION";; *) echo "$K8S_VERSION";; esac; }
+# The module dir a binary is built in: generated wrappers under $WORK, kstatus in the repo.
+dir_of() { case $1 in kstatus) echo "$KSTATUS_DIR";; *) echo "$WORK/$(group_of "$1")";; esac; }
 
 # What the binary itself reports (must match version_of).
 reported_version() { # name
@@ -109,6 +119,7 @@ reported_version() { # name
     kubectl) "$b" version --client -o json 2>/dev/null | jq -r .clientVersion.gitVersion ;;
     etcd)    "$b" --version 2>/dev/null | sed -n 's/^etcd Version: /v/p' ;;
     helm)    "$b" version --template '{{.Version}}' 2>/dev/null ;;
+    kstatus) "$b" --version 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "sigs.k8s.io/cli-utils") print $(i + 1)}' ;;
     *)       "$b" --version 2>/dev/null | sed -n 's/^Kubernetes //p' ;;
   esac
 }
@@ -119,6 +130,7 @@ genkey_of() { # group
     k8s)  echo "k8s $K8S_VERSION staging=$STAGING_VERSION gen-rev=2" ;;
     etcd) echo "go.etcd.io/etcd/server/v3 $ETCD_VERSION gen-rev=1" ;;
     helm) echo "helm.sh/helm/v3 $HELM_VERSION gen-rev=1" ;;
+    kstatus) echo "kstatus $KSTATUS_VERSION src=$(cd "$KSTATUS_DIR" && cat go.mod go.sum main.go | sha256sum | cut -c1-16)" ;;
   esac
 }
 
@@ -211,6 +223,15 @@ check_etcd_module() { # etcd's own replaces (../api etc.) must resolve to the sa
   [[ -z $bad ]] || die "etcd submodules not at $ETCD_VERSION: $bad"
 }
 
+check_kstatus_module() { # go.mod must pin the cli-utils of versions.env; fetch its modules
+  local got
+  got=$(cd "$KSTATUS_DIR" && gorun list -m -f '{{.Version}}' sigs.k8s.io/cli-utils) \
+    || die "cannot read $KSTATUS_DIR/go.mod"
+  [[ $got == "$KSTATUS_VERSION" ]] \
+    || die "$KSTATUS_DIR/go.mod pins sigs.k8s.io/cli-utils $got, hack/versions.env says $KSTATUS_VERSION (edit go.mod, then go mod tidy)"
+  (cd "$KSTATUS_DIR" && timed download-kstatus "${NICE[@]}" "$GO" mod download)
+}
+
 check_ldflag_vars() { # group: make sure every -X target exists (the linker ignores typos)
   local dir=$WORK/$1 flags x pkg var pdir
   flags=$(ldflags_of "$( [[ $1 == k8s ]] && echo kubectl || echo "$1")")
@@ -224,7 +245,7 @@ check_ldflag_vars() { # group: make sure every -X target exists (the linker igno
 
 build_one() { # name
   local name=$1 group dir out tags
-  group=$(group_of "$name"); dir=$WORK/$group; out=$BIN/$name; tags=$(tags_of "$name")
+  group=$(group_of "$name"); dir=$(dir_of "$name"); out=$BIN/$name; tags=$(tags_of "$name")
   log "building $name ($(version_of "$name"))"
   (
     cd "$dir"
@@ -257,6 +278,7 @@ else
       k8s)  setup_k8s_module; check_ldflag_vars k8s ;;
       etcd) setup_simple_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; check_etcd_module; check_ldflag_vars etcd ;;
       helm) setup_simple_module helm helm.sh/helm/v3 "$HELM_VERSION"; check_ldflag_vars helm ;;
+      kstatus) check_kstatus_module ;;
     esac
     SETUP_DONE[$g]=1
     build_one "$b"
@@ -266,6 +288,7 @@ else
     echo "# built $(date -u +%FT%TZ) with $GOVERSION CGO_ENABLED=0 -trimpath"
     echo "kubernetes=$K8S_VERSION staging=$STAGING_VERSION buildDate=$BUILD_DATE tags=$K8S_TAGS"
     echo "etcd=$ETCD_VERSION helm=$HELM_VERSION (helm k8sVersion stamped 1.$K8S_MINOR)"
+    echo "kstatus: $("$BIN/kstatus" --version)"
     (cd "$BIN" && sha256sum "${ALL_BINS[@]}")
   } > "$BIN/../MANIFEST"
   # timing summary
@@ -284,3 +307,4 @@ log "versions:"
 "$BIN/kubectl" version --client
 "$BIN/etcd" --version
 "$BIN/helm" version
+"$BIN/kstatus" --version

@@ -2,7 +2,9 @@
 
 `hack/build-k8s.sh` builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
 etcd and helm from the Go module proxy into `~/.cache/flywheel/k8s-<version>/bin` (or under
-`FLYWHEEL_CACHE`). A warm cache makes this a no-op; a cold build takes minutes.
+`FLYWHEEL_CACHE`), and beside them the tests' `kstatus` CLI (hack/kstatus, the cli-utils kstatus
+library). A warm cache makes this a no-op; a cold build takes minutes. The script builds only
+what is missing or stale, so a cache that lacks only kstatus builds kstatus alone (seconds).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from pathlib import Path
 HACK = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = HACK / "build-k8s.sh"
 VERSIONS_FILE = HACK / "versions.env"
-TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm")
+TOOLS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "helm",
+    "kstatus",
+)
 
 
 class BuildError(RuntimeError):

@@ -67,8 +67,19 @@ def test_lint_is_clean_and_templates_render_with_every_option() -> None:
     assert "ClusterRoleBinding" not in kinds, (
         "namespaced mode grants the operator nothing cluster-wide"
     )
-    aggregated = [d["metadata"]["name"] for d in everything if d["kind"] == "ClusterRole"]
-    assert aggregated == ["fw-flywheel-view", "fw-flywheel-edit"], "only the users' view/edit"
+    user_roles = [d for d in everything if d["kind"] == "ClusterRole"]
+    assert [d["metadata"]["name"] for d in user_roles] == [
+        "fw-flywheel-view",
+        "fw-flywheel-edit",
+        "fw-flywheel-model-importer",
+        "fw-flywheel-model-approver",
+    ], "only the users' roles"
+    aggregated = [
+        d["metadata"]["name"]
+        for d in user_roles
+        if any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in d["metadata"]["labels"])
+    ]
+    assert aggregated == ["fw-flywheel-view", "fw-flywheel-edit"], "registry roles are bound"
     assert {"NetworkPolicy", "ServiceMonitor"} <= set(kinds)
     crds = [d for d in everything if d["kind"] == "CustomResourceDefinition"]
     assert len(crds) == 5
@@ -245,6 +256,7 @@ def test_install_runs_the_operator_in_cluster_and_rbac_is_enforced(bare: Kubectl
     assert {p["spec"]["serviceAccountName"] for p in serving} == {"flywheel-serving"}
     account = get(demo, "serviceaccount", "flywheel-serving")
     assert account["automountServiceAccountToken"] is False
+    _registry_roles_are_separate(demo)
 
     # Take away one rule (creating Jobs): the operator is refused, and says so.
     role = bare.json("get", "clusterrole", "fw-flywheel")
@@ -269,6 +281,31 @@ def test_install_runs_the_operator_in_cluster_and_rbac_is_enforced(bare: Kubectl
     # The chart puts the rule back: the Dataset goes through.
     _install(bare, CHART)
     demo("wait", "--for=condition=Ready", "--timeout=240s", "dataset/iris-2")
+
+
+def _registry_roles_are_separate(demo: Kubectl) -> None:
+    """The aggregated `edit` role cannot create, update or approve ModelVersions; the importer
+    and approver roles can do exactly their part (asked of the real authorizer)."""
+    demo("create", "rolebinding", "editor", "--clusterrole=edit", "--user=ed")
+    demo("create", "rolebinding", "importer", "--clusterrole=fw-flywheel-model-importer",
+         "--user=imp")  # fmt: skip
+    demo("create", "rolebinding", "approver", "--clusterrole=fw-flywheel-model-approver",
+         "--user=ann")  # fmt: skip
+
+    def can(user: str, verb: str, resource: str, subresource: str = "") -> bool:
+        extra = [f"--subresource={subresource}"] if subresource else []
+        answer = demo.run("auth", "can-i", verb, resource, "--as", user, *extra, check=False)
+        return answer.stdout.strip() == "yes"
+
+    assert can("ed", "create", "trainingruns.flywheel.dev")
+    assert can("ed", "delete", "modelversions.flywheel.dev")
+    for verb in ("create", "update", "patch"):
+        assert not can("ed", verb, "modelversions.flywheel.dev"), verb
+        assert not can("ed", verb, "modelversions.flywheel.dev", "status"), verb
+    assert can("imp", "create", "modelversions.flywheel.dev")
+    assert not can("imp", "patch", "modelversions.flywheel.dev", "status")
+    assert can("ann", "patch", "modelversions.flywheel.dev", "status")
+    assert not can("ann", "create", "modelversions.flywheel.dev")
 
 
 def test_upgrade_applies_a_changed_crd_and_uninstall_leaves_only_the_crds(

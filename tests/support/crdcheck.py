@@ -5,6 +5,12 @@ It applies what kube-apiserver applies to a custom resource, in the same order: 
 cel-python, transition rules when an old object is given). Messages follow the wording of
 k8s.io/apimachinery field errors so that one `# expect:` fragment in an example holds both here and
 against the real API server (tests/cluster checks the same examples there).
+
+The Kubernetes CEL libraries the CRDs use are added to cel-python: quantities (`isQuantity`,
+`quantity` with `isInteger`, `isGreaterThan`, `compareTo`) on the operator's own parser
+(`flywheel.api.checks.parse_quantity`, so only the cluster tests check it against the API
+server's) and the list library's `sum`. A rule that fails to evaluate is reported as the API
+server reports it: `<error> evaluating rule: <message>`.
 """
 
 from __future__ import annotations
@@ -16,12 +22,46 @@ from collections.abc import Iterator
 from typing import Any
 
 import celpy
+from celpy import celtypes
 from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
+
+from flywheel.api.checks import parse_quantity
 
 Schema = dict[str, Any]
 
 _CEL = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}
+
+
+class _Quantity:
+    """A value of the Kubernetes quantity library."""
+
+    def __init__(self, text: Any) -> None:
+        found = parse_quantity(str(text))
+        if found is None:
+            raise ValueError(f"quantities must match the regular expression: {text!r}")
+        self.value = found
+
+
+def _sum(items: Any) -> Any:
+    total = celtypes.IntType(0)
+    for item in items:
+        total = total + item
+    return total
+
+
+_FUNCTIONS: dict[str, Any] = {
+    "isQuantity": lambda text: celtypes.BoolType(parse_quantity(str(text)) is not None),
+    "quantity": _Quantity,
+    "isInteger": lambda q: celtypes.BoolType(q.value == q.value.to_integral_value()),
+    "isGreaterThan": lambda q, other: celtypes.BoolType(q.value > other.value),
+    "isLessThan": lambda q, other: celtypes.BoolType(q.value < other.value),
+    "compareTo": lambda q, other: celtypes.IntType(
+        (q.value > other.value) - (q.value < other.value)
+    ),
+    "sum": _sum,
+}
 
 
 class StrictDecodingError(Exception):
@@ -148,9 +188,13 @@ def _schema_errors(schema: Schema, value: Any, path: str) -> Iterator[str]:
                 f"{path}: Invalid value: {_show(value)}: {path} in body must be of type "
                 f"integer or string"
             )
+            return
+        yield from _bound_errors(schema, value, path)
         return
     expected = schema.get("type")
     if expected is None:
+        # An untyped value (x-kubernetes-preserve-unknown-fields): bounds apply by its own type.
+        yield from _bound_errors(schema, value, path)
         return
     if not _has_type(value, expected):
         actual = _type_name(value)
@@ -246,8 +290,19 @@ def _join(path: str, name: str) -> str:
 
 def _program(rule: str) -> Any:
     if rule not in _PROGRAMS:
-        _PROGRAMS[rule] = _CEL.program(_CEL.compile(rule))
+        _PROGRAMS[rule] = _CEL.program(_CEL.compile(rule), functions=_FUNCTIONS)
     return _PROGRAMS[rule]
+
+
+def evaluate_rule(rule: str, value: Any, schema: Schema | None = None) -> bool | str:
+    """One CEL rule on `self` = value (typed by `schema` as the API server types it): its
+    verdict, or the evaluation error's text."""
+    activation = {"self": json_to_cel(_typed(schema or {}, value))}
+    try:
+        result = _program(rule).evaluate(activation)
+    except CELEvalError as error:
+        result = error
+    return str(result.args[0]) if isinstance(result, CELEvalError) else bool(result)
 
 
 def _typed(schema: Schema, value: Any) -> Any:
@@ -275,7 +330,17 @@ def _cel_errors(schema: Schema, value: Any, old: Any, path: str) -> Iterator[str
         activation = {"self": json_to_cel(_typed(schema, value))}
         if transition:
             activation["oldSelf"] = json_to_cel(_typed(schema, old))
-        if not bool(_program(rule["rule"]).evaluate(activation)):
+        try:
+            result = _program(rule["rule"]).evaluate(activation)
+        except CELEvalError as error:
+            result = error
+        if isinstance(result, CELEvalError):
+            kind = schema.get("type", "object")
+            yield (
+                f'{path or "<root>"}: Invalid value: "{kind}": {result.args[0]} evaluating rule: '
+                f"{rule['message']}"
+            )
+        elif not bool(result):
             where = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path
             kind = "string" if rule.get("fieldPath") else schema.get("type", "object")
             yield f'{where or "<root>"}: Invalid value: "{kind}": {rule["message"]}'

@@ -348,6 +348,13 @@ class Harness:
                 return found["status"], found["reason"]
         return "", ""
 
+    def message(self, resource: Resource, name: str, type_: str) -> str:
+        """The message of one condition ("" when absent)."""
+        for found in self.status(resource, name).get("conditions") or ():
+            if found["type"] == type_:
+                return str(found.get("message", ""))
+        return ""
+
     def events(self, name: str) -> list[str]:
         """Reasons of the Events posted about one object, in order."""
         return [e.reason for where, e in self.cluster.events if where.endswith(f"/{name}")]

@@ -1,5 +1,5 @@
 """How GitOps tools read our objects: Argo CD's health (our Lua script, run in a real Lua
-runtime) and Flux's kstatus (a port of cli-utils' `status.Compute` for custom resources)."""
+runtime) and Flux's kstatus (the real cli-utils library, built from the Go module proxy)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import lupa
+
+from tests.support.kstatus import kstatus_of
 
 HEALTH_LUA = Path("examples/gitops/argocd/health.lua")
 
@@ -27,23 +29,7 @@ def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def kstatus(obj: dict[str, Any]) -> tuple[str, str]:
-    """(status, message) by kstatus's generic rules, in its order (cli-utils
-    pkg/kstatus/status/status.go and generic.go): Terminating, a generation not observed yet,
-    Reconciling=True, Stalled=True, then Ready, else Current."""
-    meta, status = obj.get("metadata", {}), obj.get("status") or {}
-    if meta.get("deletionTimestamp"):
-        return "Terminating", "Resource scheduled for deletion"
-    observed = status.get("observedGeneration")
-    if observed is not None and observed != meta.get("generation"):
-        return "InProgress", "LatestGenerationNotObserved"
-    conditions = {c["type"]: c for c in status.get("conditions") or []}
-    for type_, result in (("Reconciling", "InProgress"), ("Stalled", "Failed")):
-        found = conditions.get(type_)
-        if found and found.get("status") == "True":
-            return result, str(found.get("message", ""))
-    ready = conditions.get("Ready")
-    if ready is not None:
-        if ready.get("status") == "True":
-            return "Current", str(ready.get("message", ""))
-        return "InProgress", str(ready.get("message", ""))
-    return "Current", "Resource is current"
+    """(status, message) as Flux computes them: the real cli-utils kstatus library
+    (`status.Compute`, built from the Go module proxy: :mod:`tests.support.kstatus`)."""
+    found = kstatus_of(obj)
+    return found.status, found.message

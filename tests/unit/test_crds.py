@@ -217,7 +217,8 @@ def test_cel_rules_stay_in_bounded_fields() -> None:
         for path, node in walk(schema):
             for rule in node.get("x-kubernetes-validations", []):
                 assert rule["message"], f"{kind} {path}"
-                assert len(rule["rule"]) < 400, f"{kind} {path}"
+                # The longest are the cron schedule's per-field patterns (about 420).
+                assert len(rule["rule"]) < 512, f"{kind} {path}"
 
 
 CRDS_BY_KIND = committed_crds()

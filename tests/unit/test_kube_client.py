@@ -1,11 +1,16 @@
-"""The Kubernetes client's contract: what the API server's answers mean, and every child the
-operator renders fits Kubernetes' own types (lightkube's models) before anything is sent."""
+"""The Kubernetes client's contract: what the API server's answers mean, every child the
+operator renders fits Kubernetes' own types (lightkube's models) before anything is sent, and
+every write names the operator's field manager."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import httpx2
+import lightkube
 import pytest
+from lightkube.config.kubeconfig import KubeConfig
 
 from flywheel.api.dataset import DatasetSpec
 from flywheel.api.modeldeployment import ModelDeploymentSpec
@@ -19,9 +24,11 @@ from flywheel.controllers.modeldeployment.render import (
 from flywheel.controllers.trainingrun.render import PinnedDataset, render_training_job
 from flywheel.core import resources
 from flywheel.core.applied import stamped
+from flywheel.core.links import link_manager
+from flywheel.core.outcome import FIELD_MANAGER, Event
 from flywheel.core.podspec import render_artifacts_claim, render_service_account
 from flywheel.core.target import parse_meta
-from flywheel.kube.client import CLASSES
+from flywheel.kube.client import CLASSES, Kube
 from flywheel.kube.errors import Conflict, Forbidden, KubeError, NotFound, Unavailable, classify
 from flywheel.settings import OperatorSettings
 
@@ -101,3 +108,63 @@ def test_every_rendered_child_fits_the_kubernetes_types(child: dict[str, Any]) -
     resource = resources.BY_KIND[(child["apiVersion"], child["kind"])]
     typed = CLASSES[resource].from_dict(child)  # type: ignore[attr-defined]
     assert typed.to_dict() == child, "nothing lost or changed on the way to the API server"
+
+
+def _recording_kube(seen: list[tuple[str, str, dict[str, str]]]) -> Kube:
+    """A Kube over lightkube whose transport records the requests (and echoes the body), on a
+    client made without a default field manager: the manager must come from each call."""
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params)))
+        body = json.loads(request.content) if request.content else {}
+        return httpx2.Response(200, json=body or {"kind": "Status", "status": "Success"})
+
+    config = KubeConfig.from_dict(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": "http://api.test"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
+    )
+    return Kube(lightkube.AsyncClient(config, transport=httpx2.MockTransport(answer)))
+
+
+async def test_every_write_names_the_flywheel_field_manager() -> None:
+    seen: list[tuple[str, str, dict[str, str]]] = []
+    kube = _recording_kube(seen)
+    dataset = {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "d", "namespace": "ns", "uid": "u-1"},
+        "spec": {"source": {"uri": "sklearn://iris"}},
+    }
+    ref = resources.DATASETS.ref("ns", "d")
+    await kube.create(stamped(render_service(META, ModelDeploymentSpec(model="iris"))))
+    await kube.apply(dataset, manager=FIELD_MANAGER)
+    await kube.apply({**dataset, "status": {}}, manager=link_manager("web"), subresource="status")
+    await kube.merge_patch(ref, {"status": {"rows": 1}}, subresource="status")
+    await kube.merge_patch(ref, {"metadata": {"annotations": {"a": "b"}}})
+    await kube.post_event(dataset, Event("Normal", "IngestStarted", "Job j"))
+    await kube.delete(ref)
+    await kube.close()
+    managers = [(method, path, params.get("fieldManager")) for method, path, params in seen]
+    assert managers == [
+        ("POST", "/api/v1/namespaces/ns/services", "flywheel"),
+        ("PATCH", "/apis/flywheel.dev/v1alpha1/namespaces/ns/datasets/d", "flywheel"),
+        (
+            "PATCH",
+            "/apis/flywheel.dev/v1alpha1/namespaces/ns/datasets/d/status",
+            "flywheel-modeldeployment-web",
+        ),
+        ("PATCH", "/apis/flywheel.dev/v1alpha1/namespaces/ns/datasets/d/status", "flywheel"),
+        ("PATCH", "/apis/flywheel.dev/v1alpha1/namespaces/ns/datasets/d", "flywheel"),
+        ("POST", "/api/v1/namespaces/ns/events", "flywheel"),
+        ("DELETE", "/apis/flywheel.dev/v1alpha1/namespaces/ns/datasets/d", None),
+    ]
+    assert [params.get("force") for method, _, params in seen if method == "PATCH"] == [
+        "true",
+        "true",
+        None,
+        None,
+    ], "server-side apply is forced; a merge patch has no force"

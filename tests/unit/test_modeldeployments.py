@@ -13,6 +13,7 @@ from flywheel.controllers.modeldeployment.decide import (
     links,
     plan,
     select_version,
+    spec_digest,
 )
 from flywheel.controllers.modeldeployment.render import (
     render_deployment,
@@ -104,9 +105,9 @@ def test_latest_validated_takes_the_newest_validated_version_but_not_a_failed_ro
     retried = plan(_meta(generation=2), status, spec, versions, None)
     assert retried.render == versions[1], "the failure was under an earlier spec"
     assert retried.outcome.status["failedRollout"] is None
-    failure = active_failure(status, 1)
+    failure = active_failure(status, 1, spec)
     assert select_version(spec, versions, failure) == versions[0]
-    assert active_failure(status, 2) is None, "a spec change allows a retry"
+    assert active_failure(status, 2, spec) is None, "a spec change allows a retry"
     none = select_version(spec, [_version(1, "False")], None)
     assert isinstance(none, Refusal)
     assert none.reason == "VersionNotFound"
@@ -303,3 +304,81 @@ def test_links_follow_the_serving_version() -> None:
     assert links("web", 2, [listed, _version(2)]) == (["iris-v2"], ["iris-v1"])
     assert links("web", 1, [listed, _version(2)]) == ([], [])
     assert links("web", None, [listed]) == ([], ["iris-v1"])
+
+
+def _signed(number: int, task: str = "classification", features: str = "a,b") -> dict[str, Any]:
+    """A validated version with a signature."""
+    version = _version(number)
+    outputs = ["label", "probabilities"] if task == "classification" else ["variable"]
+    version["spec"]["signature"] = {
+        "task": task,
+        "features": [{"name": f, "type": "numeric"} for f in features.split(",")],
+        "outputs": [{"name": o, "datatype": "FP32", "shape": [-1]} for o in outputs],
+    }
+    return version
+
+
+def test_an_incompatible_version_never_replaces_the_serving_one() -> None:
+    spec = _spec(policy="LatestValidated", replicas=2)
+    serving = {"servingVersion": 1, "lastGoodVersion": 1}
+    ready = _deployment(1, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
+    regressor = [_signed(1), _signed(2, task="regression")]
+    kept = plan(_meta(), serving, spec, regressor, ready)
+    assert kept.render == regressor[0], "v1 keeps serving"
+    assert _conditions(kept.outcome)["Degraded"] == ("True", "IncompatibleVersion")
+    assert _conditions(kept.outcome)["Ready"] == ("True", "Serving")
+    found = next(c for c in kept.outcome.conditions if c.type == "Degraded")
+    assert "task regression instead of classification" in found.message
+    assert "outputs [variable:FP32]" in found.message
+    assert _event_reason(kept.outcome) == "IncompatibleVersion"
+
+    reordered = [_signed(1), _signed(2, features="b,a"), _signed(3, features="a,c")]
+    swapped = select_version(spec, reordered, None, reordered[0])
+    assert isinstance(swapped, Refusal)
+    assert swapped.reason == "IncompatibleVersion"
+    assert "without b:numeric" in swapped.message, "v3 (a,c) is the newest and lacks b"
+    assert "with new c:numeric" in swapped.message
+
+    later = [_signed(1), _signed(2), _signed(3, task="regression")]
+    assert select_version(spec, later, None, later[0]) == later[1], "the newest compatible one"
+    assert select_version(spec, later, None, None) == later[2], "nothing serves: anything goes"
+
+    pinned = _spec(policy="Pinned", version=2)
+    refused = select_version(pinned, regressor, None, regressor[0])
+    assert isinstance(refused, Refusal)
+    assert refused.stalled
+    gone = plan(_meta(), serving, spec, regressor, None)
+    assert gone.render == regressor[0], "its Deployment deleted: v1 is rendered again, not v2"
+
+
+def test_a_served_version_short_of_pods_is_not_ready_and_says_why() -> None:
+    spec = _spec(policy="Pinned", version=1, replicas=3)
+    status = {"servingVersion": 1, "lastGoodVersion": 1}
+    short = _deployment(1, replicas=3, updatedReplicas=3, readyReplicas=1, availableReplicas=1)
+    short["spec"]["replicas"] = 3
+    versions = [_signed(1)]
+    why = Finding("ArtifactDigestMismatch", "pod web-1: the artifact's sha256 is not the recorded")
+    decided = plan(_meta(), status, spec, versions, short, why)
+    assert _conditions(decided.outcome)["Ready"] == ("False", "ArtifactDigestMismatch")
+    message = next(c.message for c in decided.outcome.conditions if c.type == "Ready")
+    assert "sha256" in message
+    plain = plan(_meta(), status, spec, versions, short)
+    assert _conditions(plain.outcome)["Ready"] == ("False", "Scaling")
+
+
+def test_scaling_does_not_retry_a_rolled_back_version() -> None:
+    spec = _spec(policy="LatestValidated", replicas=2)
+    versions = [_signed(1), _signed(2)]
+    failed = {
+        "version": 2,
+        "generation": 1,
+        "specDigest": spec_digest(spec),
+        "reason": "RollbackPerformed",
+        "message": "m",
+    }
+    status = {"servingVersion": 1, "lastGoodVersion": 1, "failedRollout": failed}
+    scaled = _spec(policy="LatestValidated", replicas=5)
+    assert active_failure(status, 2, scaled) is not None, "replicas are not a spec change here"
+    assert plan(_meta(generation=2), status, scaled, versions, None).render == versions[0]
+    bigger = _spec(policy="LatestValidated", replicas=2, resources={"limits": {"memory": "1Gi"}})
+    assert active_failure(status, 3, bigger) is None, "new resources may fix it: try again"

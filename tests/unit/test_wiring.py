@@ -32,6 +32,7 @@ def test_every_kind_and_its_children_are_watched_and_cached() -> None:
         resources.DEPLOYMENTS,
         resources.SERVICES,
         resources.HPAS,
+        resources.CLAIMS,
     }
     registry = build_registry(operator)
     indexed = {h.id for h in registry._indexing.get_all_handlers()}

@@ -13,7 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
+from flywheel.api.checks import DNS_LABEL, Check, NameRule, Rules, matches, uri_checks
 from flywheel.api.common import (
+    SPEC_FITS_A_JOB,
     ApiModel,
     ColumnName,
     CronSchedule,
@@ -27,30 +29,45 @@ from flywheel.api.common import (
 SOURCE_SCHEMES = ("sklearn", "http", "https", "pvc", "file")
 BUNDLED_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 
+NAME_RULE = NameRule(
+    63,
+    DNS_LABEL,
+    "it is the value of the label flywheel.dev/dataset on its ingest Jobs and their pods, and "
+    "the Jobs are named after its first 45 characters (`<name>-ingest-<hash>`)",
+)
+"""Dataset names: a label value (63 characters at most); the ingest Job name
+`<name[:45]>-ingest-<8 hex>` (61) must not cut the name after a dot, hence no dots."""
+
 DataFormat = Literal["csv", "parquet"]
 FeatureType = Literal["numeric", "categorical"]
+
+
+_SOURCE_SCHEME = "^(sklearn|https?|pvc|file)://.+"
+_BUNDLED = f"^sklearn://({'|'.join(BUNDLED_DATASETS)})$"
+
+SourceUri = Annotated[
+    Uri,
+    Rules(
+        Check(
+            f"self.matches('{_SOURCE_SCHEME}')",
+            "source.uri must start with sklearn://, http://, https://, pvc:// or file://",
+            matches(_SOURCE_SCHEME),
+        ),
+        Check(
+            f"!self.startsWith('sklearn://') || self.matches('{_BUNDLED}')",
+            "sklearn:// names a bundled dataset: iris, wine, breast_cancer, diabetes or digits",
+            lambda uri: not uri.startswith("sklearn://") or matches(_BUNDLED)(uri),
+        ),
+        uri_checks(SOURCE_SCHEMES),
+    ),
+]
+"""What the ingest Job reads (`flywheel.data.sources.read_source`)."""
 
 
 class DataSource(ApiModel):
     """Where the data is read from."""
 
-    model_config = ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "self.uri.matches('^(sklearn|https?|pvc|file)://.+')",
-                "source.uri must start with sklearn://, http://, https://, pvc:// or file://",
-                ".uri",
-            ),
-            cel(
-                "!self.uri.startsWith('sklearn://') || "
-                "self.uri.matches('^sklearn://(iris|wine|breast_cancer|diabetes|digits)$')",
-                "sklearn:// names a bundled dataset: iris, wine, breast_cancer, diabetes or digits",
-                ".uri",
-            ),
-        )
-    )
-
-    uri: Uri
+    uri: SourceUri
     """The data location: `sklearn://<name>` (a dataset bundled with scikit-learn: iris, wine,
     breast_cancer, diabetes, digits), `http(s)://…` (a CSV or Parquet file), `pvc://<claim>/<path>`
     (a file on a PersistentVolumeClaim in this namespace) or `file://<path>` (a file inside the
@@ -140,8 +157,25 @@ class ColumnRule(ApiModel):
     """The largest share of nulls allowed in this column, from 0 to 1."""
 
 
+MAX_ALLOWED_VALUES = 2048
+"""All rules' `allowedValues` together: the spec stays far below the object size limit."""
+
+
+def _allowed_values_bounded(found: DatasetValidation) -> bool:
+    return sum(len(r.allowed_values or ()) for r in found.rules or ()) <= MAX_ALLOWED_VALUES
+
+
 class DatasetValidation(ApiModel):
     """Quality gates a snapshot must pass before it is published as a version."""
+
+    cel_checks = (
+        Check(
+            "!has(self.rules) || self.rules.map(r, has(r.allowedValues) ? size(r.allowedValues) "
+            f": 0).sum() <= {MAX_ALLOWED_VALUES}",
+            f"the rules may list at most {MAX_ALLOWED_VALUES} allowedValues in all",
+            _allowed_values_bounded,
+        ),
+    )
 
     min_rows: int | None = Field(default=None, ge=0)
     """The fewest rows a snapshot may have."""
@@ -190,6 +224,8 @@ class StatisticsOptions(ApiModel):
 class DatasetSpec(ApiModel):
     """The desired state of a Dataset."""
 
+    cel_checks = (SPEC_FITS_A_JOB,)
+
     source: DataSource
     """Where the data comes from."""
 
@@ -237,7 +273,16 @@ class DatasetVersionRecord(ApiModel):
 
 IngestTrigger = Literal["Created", "SpecChanged", "Refresh", "Retry", "Requested"]
 IngestResult = Literal[
-    "Published", "Unchanged", "SourceUnavailable", "ParseError", "ValidationFailed", "Failed"
+    "Published",
+    "Unchanged",
+    "SourceUnavailable",
+    "SourceInvalid",
+    "SourceNotFound",
+    "SourceForbidden",
+    "SourceUntrusted",
+    "ParseError",
+    "ValidationFailed",
+    "Failed",
 ]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flywheel.api import dataset, modeldeployment, modelmonitor, trainingrun
+from flywheel.api.checks import NameRule
 from flywheel.api.common import API_GROUP, API_VERSION, ApiModel, StatusBase
 from flywheel.api.dataset import DatasetSpec, DatasetStatus
 from flywheel.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
@@ -45,6 +47,12 @@ class Kind:
     """CEL rules on the whole spec that belong to this kind only (not to embedded copies)."""
     scale: dict[str, str] | None = None
     """The scale subresource's paths, for kinds that `kubectl scale` and an HPA can drive."""
+    name_rule: NameRule | None = None
+    """What `metadata.name` must be for every child name and label value derived from it to
+    fit (a root-level CEL rule in the CRD); None: Kubernetes' own rule (a DNS-1123 subdomain)."""
+    outcome_condition: str | None = None
+    """A condition that says how the object ended (TrainingRun: `Succeeded`); an invalid spec
+    sets it False too, since that spec can never succeed."""
 
     @property
     def singular(self) -> str:
@@ -66,6 +74,11 @@ def _condition(type_: str, field: str = "status") -> str:
     return f'.status.conditions[?(@.type=="{type_}")].{field}'
 
 
+# Reason and Message come from `Ready`, which every path writes (the first visit, an invalid
+# spec, a refused permission), so they are never blank while the kind's own conditions are
+# not written yet. A column shows no number of the operator's that can have many digits:
+# printer columns cannot round, so a metric is shown as a status string the operator writes
+# rounded to 4 significant digits (ModelVersion `status.keyMetric`).
 READY = PrinterColumn("Ready", _condition("Ready"), description="Whether the object is ready.")
 REASON = PrinterColumn("Reason", _condition("Ready", "reason"), description="Why, in one word.")
 MESSAGE = PrinterColumn(
@@ -81,6 +94,7 @@ DATASET = Kind(
     "with per-feature statistics (the drift baseline).",
     spec=DatasetSpec,
     status=DatasetStatus,
+    name_rule=dataset.NAME_RULE,
     columns=(
         READY,
         REASON,
@@ -100,18 +114,20 @@ TRAINING_RUN = Kind(
     "ONNX, evaluated, gated and registered as a ModelVersion. Immutable.",
     spec=TrainingRunSpec,
     status=TrainingRunStatus,
+    name_rule=trainingrun.NAME_RULE,
+    outcome_condition="Succeeded",
     columns=(
         PrinterColumn("Model", ".spec.model", description="The registered model."),
         PrinterColumn("Dataset", ".spec.datasetRef.name", description="The Dataset."),
         PrinterColumn(
             "Succeeded", _condition("Succeeded"), description="Whether the run succeeded."
         ),
-        PrinterColumn("Reason", _condition("Succeeded", "reason"), description="Why."),
+        REASON,
         PrinterColumn(
             "ModelVersion", ".status.modelVersionRef.name", description="The registered version."
         ),
         READY,
-        PrinterColumn("Message", _condition("Succeeded", "message"), priority=1),
+        MESSAGE,
         AGE,
     ),
     spec_rules=(
@@ -134,11 +150,21 @@ MODEL_VERSION = Kind(
         PrinterColumn("Model", ".spec.model", description="The registered model."),
         PrinterColumn("Version", ".spec.version", type="integer", description="The version."),
         PrinterColumn("Validated", _condition("Validated"), description="Whether gates passed."),
-        PrinterColumn("Key Metric", ".status.keyMetric", description="The metric that matters."),
-        PrinterColumn("Accuracy", ".spec.metrics.accuracy", type="number", priority=1),
-        PrinterColumn("RMSE", ".spec.metrics.rmse", type="number", priority=1),
+        PrinterColumn(
+            "Key Metric",
+            ".status.keyMetric",
+            description="The metric the gates judged first, as name=value (4 significant digits).",
+        ),
         READY,
-        PrinterColumn("Message", _condition("Validated", "message"), priority=1),
+        PrinterColumn(
+            "Reason",
+            _condition("Validated", "reason"),
+            description="Why the version is or is not validated, in one word.",
+            priority=1,
+        ),
+        PrinterColumn(
+            "Message", _condition("Validated", "message"), description="The verdict.", priority=1
+        ),
         AGE,
     ),
     spec_rules=(
@@ -157,15 +183,18 @@ MODEL_DEPLOYMENT = Kind(
     "with autoscaling and safe rollouts.",
     spec=ModelDeploymentSpec,
     status=ModelDeploymentStatus,
+    name_rule=modeldeployment.NAME_RULE,
     columns=(
         PrinterColumn("Model", ".spec.model", description="The registered model."),
+        PrinterColumn("Policy", ".spec.policy", description="Pinned or LatestValidated."),
         PrinterColumn(
             "Serving", ".status.servingVersion", type="integer", description="The version served."
         ),
         PrinterColumn(
-            "Replicas", ".status.readyReplicas", type="integer", description="Ready serving pods."
+            "Ready",
+            ".status.readyReplicasText",
+            description="Ready serving pods of those wanted, e.g. 2/3.",
         ),
-        READY,
         REASON,
         PrinterColumn("Endpoint", ".status.endpoint", priority=1, description="The endpoint."),
         MESSAGE,
@@ -186,6 +215,7 @@ MODEL_MONITOR = Kind(
     "ModelDeployment from its serving metrics, and retrains with guardrails.",
     spec=ModelMonitorSpec,
     status=ModelMonitorStatus,
+    name_rule=modelmonitor.NAME_RULE,
     columns=(
         PrinterColumn("Deployment", ".spec.deploymentRef.name", description="What is watched."),
         PrinterColumn("Mode", ".spec.mode", description="Auto or Suggest."),
@@ -197,6 +227,13 @@ MODEL_MONITOR = Kind(
             description="Predictions in the last window.",
         ),
         READY,
+        REASON,
+        PrinterColumn(
+            "Decision",
+            ".status.lastDecision.reason",
+            description="The latest retraining decision's reason (a trigger or a guardrail).",
+            priority=1,
+        ),
         MESSAGE,
         AGE,
     ),

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
+from flywheel.api.checks import DNS_1035_LABEL, Check, NameRule
 from flywheel.api.common import (
     ApiModel,
     ModelName,
@@ -22,6 +23,17 @@ from flywheel.api.common import (
 )
 
 VersionPolicy = Literal["Pinned", "LatestValidated"]
+
+SERVING_SUFFIX = "-serving"
+NAME_RULE = NameRule(
+    63 - len(SERVING_SUFFIX),
+    DNS_1035_LABEL,
+    "its Service, Deployment and HorizontalPodAutoscaler are named `<name>-serving`, and a "
+    "Service name is a DNS-1035 label of at most 63 characters",
+)
+"""ModelDeployment names: `<name>-serving` names the Service (a DNS-1035 label, 63 at most),
+the Deployment and the HPA; the name is also the value of the labels
+`app.kubernetes.io/instance` and `flywheel.dev/modeldeployment` of the serving pods."""
 
 
 class Autoscaling(ApiModel):
@@ -76,8 +88,25 @@ class Rollout(ApiModel):
     ready."""
 
 
+def _cpu_for_autoscaling(spec: ModelDeploymentSpec) -> bool:
+    if spec.autoscaling is None or spec.resources is None:
+        return True
+    return "cpu" in (spec.resources.requests or {}) or "cpu" in (spec.resources.limits or {})
+
+
 class ModelDeploymentSpec(ApiModel):
     """The desired serving of a model."""
+
+    cel_checks = (
+        Check(
+            "!has(self.autoscaling) || !has(self.resources) || (has(self.resources.requests) && "
+            "'cpu' in self.resources.requests) || (has(self.resources.limits) && "
+            "'cpu' in self.resources.limits)",
+            "autoscaling targets a share of the pods' CPU request: resources must request cpu "
+            "(or limit it), or be left to the operator's defaults",
+            _cpu_for_autoscaling,
+        ),
+    )
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -109,7 +138,8 @@ class ModelDeploymentSpec(ApiModel):
     """CPU-based autoscaling."""
 
     resources: ResourceRequirements | None = None
-    """Resources of the serving container. Defaults come from the operator settings."""
+    """Resources of the serving container. Defaults come from the operator settings. With
+    `autoscaling`, they must request (or limit) cpu."""
 
     serving: ServingOptions = Field(default_factory=ServingOptions)
     """Model server options."""
@@ -128,6 +158,10 @@ class FailedRollout(ApiModel):
     """The spec generation it failed under. It is not tried again until the spec changes
     (`LatestValidated` then moves on only to a newer validated version)."""
 
+    spec_digest: Annotated[str, Field(max_length=64)] | None = None
+    """A digest of the spec without `replicas` and `autoscaling`: scaling does not try the
+    failed version again; any other spec change (resources, version, policy) does."""
+
     reason: Annotated[str, Field(max_length=128)]
     """Why, in one word: the pods' reason, e.g. `ArtifactDigestMismatch` or `CrashLoopBackOff`."""
 
@@ -137,6 +171,9 @@ class FailedRollout(ApiModel):
 
 class ModelDeploymentStatus(StatusBase):
     """The observed state. Conditions: Ready, Reconciling, Stalled, Progressing, Degraded."""
+
+    ready_replicas_text: Annotated[str, Field(max_length=16)] | None = None
+    """Ready pods of the wanted, e.g. `2/3`: the `READY` column."""
 
     serving_version: int | None = Field(default=None, ge=1)
     """The version every ready pod serves; changes only when a rollout completes."""

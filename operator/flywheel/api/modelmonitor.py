@@ -11,14 +11,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+from annotated_types import MaxLen
 from pydantic import ConfigDict, Field
 
+from flywheel.api.checks import (
+    DNS_LABEL,
+    Check,
+    NameRule,
+    Rules,
+    duration_between,
+    duration_seconds,
+    uri_checks,
+)
 from flywheel.api.common import (
     ApiModel,
     ColumnName,
     CronSchedule,
+    DeploymentReference,
     Duration,
-    LocalObjectReference,
     ObjectName,
     ShortText,
     StatusBase,
@@ -26,24 +36,58 @@ from flywheel.api.common import (
     cel,
     validations,
 )
+from flywheel.api.trainingrun import NAME_RULE as TRAINING_RUN_NAME_RULE
 from flywheel.api.trainingrun import TrainingRunSpec
 
 DriftMethod = Literal["psi", "jensenshannon", "wasserstein", "linf", "chisquare"]
+
+RETRAIN_SUFFIX = "-retrain-"
+RETRAIN_NUMBER_DIGITS = 6
+"""Room for retraining run numbers up to 999,999 (at 100 runs a day, the most `maxRunsPerDay`
+allows, 27 years)."""
+NAME_RULE = NameRule(
+    TRAINING_RUN_NAME_RULE.max_length - len(RETRAIN_SUFFIX) - RETRAIN_NUMBER_DIGITS,
+    DNS_LABEL,
+    "its retraining runs are named `<name>-retrain-<N>` (N up to 6 digits), and a TrainingRun "
+    "name has at most 63 characters",
+)
+"""ModelMonitor names: the retraining TrainingRuns `<name>-retrain-<N>` must satisfy the
+TrainingRun name rule; the name is also the value of the label `flywheel.dev/modelmonitor`."""
+
+
+PrometheusUrl = Annotated[
+    Uri, Field(pattern=r"^https?://.+"), uri_checks(("http", "https"), user_info=True)
+]
+
+Matchers = Annotated[
+    dict[
+        Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")],
+        Annotated[str, Field(max_length=253)],
+    ],
+    MaxLen(8),
+    Rules(
+        Check(
+            "self.all(k, k != 'model' && k != 'version' && !k.startsWith('__'))",
+            "matchers cannot name model or version (every query already selects the served "
+            "model and version) or a reserved __ label",
+            lambda found: all(
+                k not in ("model", "version") and not k.startswith("__") for k in found
+            ),
+        )
+    ),
+]
 
 
 class PrometheusSource(ApiModel):
     """A Prometheus server that scrapes the serving pods."""
 
-    url: Annotated[Uri, Field(pattern=r"^https?://.+")]
+    url: PrometheusUrl
     """The server's base URL, e.g. `http://prometheus.monitoring:9090`."""
 
-    matchers: dict[
-        Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")],
-        Annotated[str, Field(max_length=253)],
-    ] = Field(default_factory=dict, max_length=8)
+    matchers: Matchers = Field(default_factory=dict)
     """Extra label matchers added to every query, e.g. `{namespace: ml}` when several
     namespaces serve a model of the same name. Series are always filtered by `model` and
-    `version` (labels the serving pods export)."""
+    `version` (labels the serving pods export), so matchers cannot name those."""
 
 
 class MetricsSource(ApiModel):
@@ -70,8 +114,29 @@ class MetricsSource(ApiModel):
     """The Prometheus server, for `type: Prometheus`."""
 
 
+BOUNDED_METHODS = ("jensenshannon", "linf", "chisquare")
+"""Methods whose scores never exceed 1."""
+
+THRESHOLD_REACHABLE = Check(
+    f"!(self.method in {list(BOUNDED_METHODS)}) || self.threshold < 1.0",
+    "threshold must be below 1 for jensenshannon, linf and chisquare, whose scores never exceed 1",
+    lambda found: found.method not in BOUNDED_METHODS or found.threshold < 1,
+)
+
+
 class DataDrift(ApiModel):
     """Drift of the input features against the training baseline."""
+
+    cel_checks = (
+        THRESHOLD_REACHABLE,
+        Check(
+            "!has(self.features) || self.minDriftedFeatures <= size(self.features)",
+            "minDriftedFeatures cannot be more than the features listed",
+            lambda found: (
+                found.features is None or found.min_drifted_features <= len(found.features)
+            ),
+        ),
+    )
 
     enabled: bool = True
     """Whether data drift is evaluated."""
@@ -83,10 +148,12 @@ class DataDrift(ApiModel):
 
     threshold: float = Field(default=0.2, gt=0, le=100)
     """A feature drifts when its score exceeds this. 0.2 suits PSI; about 0.1 suits
-    Jensen-Shannon and Wasserstein."""
+    Jensen-Shannon and Wasserstein. Below 1 for jensenshannon, linf and chisquare (their scores
+    never exceed 1)."""
 
     min_drifted_features: int = Field(default=1, ge=1, le=512)
-    """How many features must drift for the data to count as drifted."""
+    """How many features must drift for the data to count as drifted (at most as many as
+    `features` lists)."""
 
     features: list[ColumnName] | None = Field(default=None, max_length=512)
     """Only these features are scored. Default: all."""
@@ -95,6 +162,8 @@ class DataDrift(ApiModel):
 class PredictionDrift(ApiModel):
     """Drift of the predicted classes (or binned values) against the training labels."""
 
+    cel_checks = (THRESHOLD_REACHABLE,)
+
     enabled: bool = True
     """Whether prediction drift is evaluated."""
 
@@ -102,7 +171,8 @@ class PredictionDrift(ApiModel):
     """The distance used, as for data drift."""
 
     threshold: float = Field(default=0.2, gt=0, le=100)
-    """Predictions drift when the score exceeds this."""
+    """Predictions drift when the score exceeds this (below 1 for jensenshannon, linf and
+    chisquare)."""
 
 
 class Performance(ApiModel):
@@ -114,16 +184,42 @@ class Performance(ApiModel):
         )
     )
 
+    cel_checks = (
+        Check(
+            "self.metric != 'accuracy' || (has(self.min) && !has(self.max))",
+            "accuracy (higher is better) takes min, not max: decay is accuracy falling below min",
+            lambda found: (
+                found.metric != "accuracy" or (found.min is not None and found.max is None)
+            ),
+        ),
+        Check(
+            "self.metric != 'mae' || (has(self.max) && !has(self.min))",
+            "mae (lower is better) takes max, not min: decay is the error rising above max",
+            lambda found: found.metric != "mae" or (found.max is not None and found.min is None),
+        ),
+        Check(
+            "!has(self.min) || (self.min > 0.0 && self.min <= 1.0)",
+            "min must be above 0 and at most 1: accuracy is a fraction",
+            lambda found: found.min is None or 0 < found.min <= 1,
+        ),
+        Check(
+            "!has(self.max) || self.max >= 0.0",
+            "max must not be negative: the mean absolute error never is",
+            lambda found: found.max is None or found.max >= 0,
+        ),
+    )
+
     metric: Literal["accuracy", "mae"]
-    """`accuracy` for classifiers, `mae` (mean absolute error) for regressors."""
+    """`accuracy` for classifiers (with `min`), `mae` (mean absolute error) for regressors
+    (with `max`)."""
 
     min: float | None = None
-    """Decay is flagged when the metric falls below this (for accuracy)."""
+    """Decay is flagged when accuracy falls below this (above 0, at most 1)."""
 
     max: float | None = None
-    """Decay is flagged when the metric rises above this (for mae)."""
+    """Decay is flagged when the mean absolute error rises above this (0 or more)."""
 
-    min_labels: int = Field(default=100, ge=1)
+    min_labels: int = Field(default=100, ge=1, le=100_000_000)
     """No verdict on performance with fewer labels in the window."""
 
 
@@ -142,15 +238,29 @@ class RetrainPolicy(ApiModel):
     trained on; otherwise ask the Dataset to refresh and wait (`WaitingForNewData`)."""
 
 
+Interval = Annotated[Duration, duration_between("5s", "24h")]
+Window = Annotated[Duration, duration_between("5s", "168h")]
+Cooldown = Annotated[Duration, duration_between("0s", "8760h")]
+
+
+def _window_covers_interval(spec: ModelMonitorSpec) -> bool:
+    window, interval = duration_seconds(spec.window), duration_seconds(spec.interval)
+    return window is None or interval is None or window >= interval
+
+
 class ModelMonitorSpec(ApiModel):
     """What to watch, how to judge it and when to retrain."""
 
+    cel_checks = (
+        Check(
+            "duration(self.window) >= duration(self.interval)",
+            "window must not be shorter than interval",
+            _window_covers_interval,
+        ),
+    )
+
     model_config = ConfigDict(
         json_schema_extra=validations(
-            cel(
-                "duration(self.window) >= duration(self.interval)",
-                "window must not be shorter than interval",
-            ),
             cel(
                 "self.mode != 'Auto' || has(self.retrain)",
                 "retrain is required when mode is Auto",
@@ -162,14 +272,15 @@ class ModelMonitorSpec(ApiModel):
         )
     )
 
-    deployment_ref: LocalObjectReference
+    deployment_ref: DeploymentReference
     """The ModelDeployment to monitor, in the same namespace."""
 
-    interval: Duration = "1m"
-    """How often to evaluate."""
+    interval: Interval = "1m"
+    """How often to evaluate: from 5s to 24h."""
 
-    window: Duration = "10m"
-    """The span of traffic each evaluation looks at."""
+    window: Window = "10m"
+    """The span of traffic each evaluation looks at: at least `interval`, at most 168h (7
+    days)."""
 
     min_samples: int = Field(default=500, ge=1, le=100_000_000)
     """No drift verdict with fewer predictions in the window (`InsufficientData`)."""
@@ -189,8 +300,8 @@ class ModelMonitorSpec(ApiModel):
     consecutive_evaluations: int = Field(default=2, ge=1, le=100)
     """How many evaluations in a row must see drift or decay before a retrain."""
 
-    cooldown: Duration = "1h"
-    """The least time between two retraining runs."""
+    cooldown: Cooldown = "1h"
+    """The least time between two retraining runs: from 0s to 8760h (a year)."""
 
     schedule: CronSchedule | None = None
     """Retrain on this cron schedule (UTC) regardless of drift, still under the guardrails."""

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from flywheel.api.common import (
     ApiModel,
+    ArtifactUri,
     ColumnName,
     ModelName,
     ObjectName,
@@ -21,7 +22,6 @@ from flywheel.api.common import (
     Sha256Hex,
     ShortText,
     StatusBase,
-    Uri,
 )
 from flywheel.api.dataset import Digest, FeatureType
 from flywheel.api.trainingrun import Task, ValidationVerdict
@@ -32,8 +32,10 @@ TensorDatatype = Literal["BOOL", "INT32", "INT64", "FP32", "FP64", "BYTES"]
 class Artifact(ApiModel):
     """The serialized model."""
 
-    uri: Uri
-    """Where the model file is stored, e.g. `pvc://flywheel-artifacts/models/ns/iris/run-1/model.onnx`."""
+    uri: ArtifactUri
+    """Where the model file is stored: `pvc://<claim>/<path>` (a PersistentVolumeClaim in this
+    namespace, e.g. `pvc://flywheel-artifacts/models/ns/iris/run-1/model.onnx`) or
+    `file:///<path>` (inside the serving image)."""
 
     format: Literal["onnx"] = "onnx"
     """The file format. Only ONNX is served: serving never unpickles."""
@@ -41,7 +43,7 @@ class Artifact(ApiModel):
     sha256: Sha256Hex
     """The sha256 of the file; serving refuses to become ready when it does not match."""
 
-    examples_uri: Uri | None = Field(default=None, alias="examplesURI")
+    examples_uri: ArtifactUri | None = Field(default=None, alias="examplesURI")
     """Held-out rows with the predictions recorded at training (`examples.json`, format
     flywheel.dev/examples/v1): what any server of this version must answer for them."""
 
@@ -127,7 +129,7 @@ class Lineage(ApiModel):
 class Baseline(ApiModel):
     """The statistics that drift is measured against."""
 
-    stats_uri: Uri = Field(alias="statsURI")
+    stats_uri: ArtifactUri = Field(alias="statsURI")
     """The training dataset's statistics (format flywheel.dev/stats/v1); serving bins its
     per-feature metrics on these edges."""
 
@@ -166,8 +168,29 @@ class DeploymentLink(ApiModel):
     """The ModelDeployment's name."""
 
 
+class Approval(ApiModel):
+    """A person's approval of a ModelVersion no TrainingRun vouches for (an imported model).
+
+    Written with `kubectl patch modelversion <name> --subresource=status --type=merge`, which
+    needs `patch` on `modelversions/status`: the `flywheel-approver` role grants it, the
+    aggregated `edit` role does not. The approval holds only for the artifact digest it names.
+    """
+
+    sha256: Sha256Hex
+    """The artifact digest approved; must equal `spec.artifact.sha256`."""
+
+    approved_by: Annotated[str, Field(min_length=1, max_length=253)]
+    """Who approved (a person or team, for the audit trail)."""
+
+    comment: Annotated[str, Field(max_length=1024)] | None = None
+    """Why: e.g. the evaluation the approver looked at."""
+
+
 class ModelVersionStatus(StatusBase):
     """The observed state of a ModelVersion. Conditions: Ready, Reconciling, Stalled, Validated."""
+
+    approval: Approval | None = None
+    """An approver's sign-off for a version no TrainingRun vouches for (see `Approval`)."""
 
     validation: ValidationVerdict | None = None
     """The validation verdict and its checks."""

@@ -8,22 +8,33 @@ held-out split, applies the validation gates and registers exactly one ModelVers
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from flywheel.api.checks import DNS_LABEL, NameRule
 from flywheel.api.common import (
+    SPEC_FITS_A_JOB,
     ApiModel,
-    LocalObjectReference,
+    DatasetName,
+    DeploymentReference,
     ModelName,
     ObjectName,
     ResourceRequirements,
     Scalar,
+    Sha256Hex,
     StatusBase,
     cel,
     validations,
 )
-from flywheel.api.estimators import ESTIMATORS, TRANSFORMERS, MetricName, task_of
+from flywheel.api.estimators import (
+    ESTIMATORS,
+    TRANSFORMERS,
+    ClassificationMetric,
+    MetricName,
+    RegressionMetric,
+    task_of,
+)
 
 EstimatorPath = Annotated[
     str,
@@ -40,11 +51,20 @@ Params = Annotated[
 ]
 Task = Literal["classification", "regression"]
 
+NAME_RULE = NameRule(
+    63,
+    DNS_LABEL,
+    "it is the value of the label flywheel.dev/trainingrun on its training Job and pods, and "
+    "the Job is named after its first 52 characters (`<name>-train`)",
+)
+"""TrainingRun names: a label value (63 characters at most); the Job `<name[:52]>-train` (58)
+must not cut the name after a dot, hence no dots."""
+
 
 class DatasetReference(ApiModel):
     """The Dataset to train on, and optionally the exact version."""
 
-    name: ObjectName
+    name: DatasetName
     """The Dataset's name, in the same namespace."""
 
     version: Annotated[str, Field(min_length=12, max_length=64, pattern=r"^[a-f0-9]+$")] | None = (
@@ -168,7 +188,7 @@ class Threshold(ApiModel):
 class ChampionComparison(ApiModel):
     """Compare the new model with the current champion on the same held-out rows."""
 
-    deployment_ref: LocalObjectReference | None = None
+    deployment_ref: DeploymentReference | None = None
     """The ModelDeployment whose serving version is the champion. When omitted, the champion is
     the latest validated version of the same model."""
 
@@ -195,12 +215,33 @@ class ValidationGates(ApiModel):
 class TrainingRunSpec(ApiModel):
     """The desired training. Immutable once created."""
 
+    cel_checks = (SPEC_FITS_A_JOB,)
+
     @model_validator(mode="after")
     def _metrics_fit_the_task(self) -> TrainingRunSpec:
         estimator_task = task_of(self.estimator.final_class)
         if self.task is not None and estimator_task is not None and self.task != estimator_task:
             estimator = self.estimator.final_class
             raise ValueError(f"task is {self.task} but {estimator} is a {estimator_task} estimator")
+        task = self.task or estimator_task
+        if task is None:
+            return self
+        allowed = set(
+            get_args(ClassificationMetric if task == "classification" else RegressionMetric)
+        )
+        named = [("metrics", m) for m in self.metrics or ()]
+        gates = self.validation
+        named += [
+            ("validation.thresholds", t.metric) for t in (gates.thresholds if gates else None) or ()
+        ]
+        if gates is not None and gates.compare_to is not None:
+            named.append(("validation.compareTo.metric", gates.compare_to.metric))
+        wrong = [f"{where}: {metric}" for where, metric in named if metric not in allowed]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(wrong)} cannot be computed for a {task} model "
+                f"({self.estimator.final_class}); {task} metrics are {', '.join(sorted(allowed))}"
+            )
         return self
 
     model: ModelName
@@ -273,6 +314,16 @@ class ValidationVerdict(ApiModel):
     """The champion version compared with, if any."""
 
 
+class RegisteredVersion(ApiModel):
+    """The ModelVersion a run registered, written by the operator only."""
+
+    name: ObjectName
+    """The ModelVersion's name."""
+
+    sha256: Sha256Hex | None = None
+    """The sha256 of the artifact it registered."""
+
+
 class TrainingRunStatus(StatusBase):
     """The observed state of a TrainingRun. Conditions: Ready, Reconciling, Stalled, Succeeded."""
 
@@ -299,8 +350,9 @@ class TrainingRunStatus(StatusBase):
     )
     """Held-out metrics of the trained model."""
 
-    model_version_ref: LocalObjectReference | None = None
-    """The ModelVersion registered by this run."""
+    model_version_ref: RegisteredVersion | None = None
+    """The ModelVersion registered by this run, with its artifact's sha256: the only version
+    this run vouches for (a ModelVersion naming this run is validated only if both match)."""
 
     validation: ValidationVerdict | None = None
     """The validation gates' verdict, copied to the registered ModelVersion's status."""

@@ -63,14 +63,22 @@ def invalid_spec_finding(error: ValidationError) -> Finding:
 
 
 def invalid_spec_outcome(
-    finding: Finding, status: Mapping[str, Any], generation: int | None
+    finding: Finding,
+    status: Mapping[str, Any],
+    generation: int | None,
+    outcome_condition: str | None = None,
 ) -> Outcome:
-    """Give up on this generation until the spec changes; the Event is posted once."""
-    conditions = (
+    """Give up on this generation until the spec changes; the Event is posted once. The kind's
+    `outcome_condition` (if any) is False with the same reason."""
+    conditions: tuple[ConditionUpdate, ...] = (
         ConditionUpdate(STALLED, "True", finding.reason, finding.message),
         ConditionUpdate(READY, "False", finding.reason, finding.message),
         ConditionUpdate(RECONCILING, "False", finding.reason, "Waiting for a spec change."),
     )
+    if outcome_condition is not None:
+        conditions += (
+            ConditionUpdate(outcome_condition, "False", finding.reason, finding.message),
+        )
     announced = _already_stalled(status, generation, finding.message)
     events = () if announced else (Event("Warning", finding.reason, finding.message),)
     return Outcome(conditions=conditions, events=events)

@@ -36,9 +36,11 @@ class Event:
 class Create:
     """Create the object unless one of its name exists (create-or-get).
 
-    With `identity` (a label and its value), an existing object without that label value is
-    someone else's: the rest of the outcome is dropped and the object reconciled again at once,
-    so a decision that raced for a name (a version number) is taken again on fresh reads.
+    With `identity` (a label and its value), an existing object without that label value, or
+    whose spec does not hold every value of `body`'s spec, is someone else's: the rest of the
+    outcome is dropped and the object reconciled again at once, so a decision that raced for a
+    name (a version number) is taken again on fresh reads, and an object made by someone else
+    under the name is never taken for ours.
     """
 
     body: Obj

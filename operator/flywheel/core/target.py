@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from flywheel.api.common import StatusBase
 from flywheel.api.kinds import Kind
-from flywheel.core.admission import invalid_spec_finding
+from flywheel.core.admission import INVALID_SPEC, invalid_spec_finding
 from flywheel.core.conditions import Finding
 from flywheel.core.objects import Obj, meta_of, status_of
 from flywheel.core.times import parse_time
@@ -101,6 +101,10 @@ def parse_target(kind: Kind, body: Obj) -> Target[Any, Any] | InvalidSpec:
     """The object ready for its controller, or why its spec cannot be acted on."""
     found = parse_meta(body)
     raw_status = status_of(body)
+    rule = kind.name_rule
+    if rule is not None and not rule.test(found.name):
+        # Created before the CRD had the rule: its children would be refused forever.
+        return InvalidSpec(body, found, Finding(INVALID_SPEC, f"{rule.message}."), raw_status)
     try:
         spec = kind.spec.model_validate(body.get("spec") or {})
     except ValidationError as error:

@@ -25,7 +25,7 @@ def render_object_schema(kind: Kind) -> Schema:
         ]
     status = model_schema(kind.status)
     status["description"] = " ".join((kind.status.__doc__ or "").split())
-    return {
+    root: Schema = {
         "type": "object",
         "description": kind.description,
         "required": ["spec"],
@@ -41,6 +41,10 @@ def render_object_schema(kind: Kind) -> Schema:
             "status": status,
         },
     }
+    if kind.name_rule is not None:
+        # Rules at the root may read metadata.name (the schema of metadata itself must stay bare).
+        root["x-kubernetes-validations"] = [kind.name_rule.cel()]
+    return root
 
 
 def render_crd(kind: Kind) -> dict[str, Any]:

@@ -80,14 +80,27 @@ def _collapse_any_of(node: Schema, defs: dict[str, Schema]) -> Schema:
         return merged
     types = {o.get("type") for o in options}
     if types == {"integer", "string"}:
-        return {**_keep_meta(node), "x-kubernetes-int-or-string": True}
+        return {**_keep_meta(node, options), "x-kubernetes-int-or-string": True}
     if types <= _SCALAR_TYPES:
-        return {**_keep_meta(node), "x-kubernetes-preserve-unknown-fields": True}
+        return {**_keep_meta(node, options), "x-kubernetes-preserve-unknown-fields": True}
     raise ValueError(f"cannot express a union of {sorted(map(str, types))} in a structural schema")
 
 
-def _keep_meta(node: Schema) -> Schema:
-    return {k: v for k, v in node.items() if k in {"description", "default"} and v is not None}
+_KEPT_KEYS = {"description", "default", "x-kubernetes-validations"}
+_STRING_BOUNDS = ("maxLength", "minLength", "pattern")
+"""Bounds of the union's string option, kept on the untyped node: the API server applies them
+to string values only (and estimates the cost of CEL rules from `maxLength`)."""
+
+
+def _keep_meta(node: Schema, options: list[Schema]) -> Schema:
+    kept = {k: v for k, v in node.items() if k in _KEPT_KEYS and v is not None}
+    strings = [o for o in options if o.get("type") == "string"]
+    for key in _STRING_BOUNDS:
+        if key in node:
+            kept[key] = node[key]
+        elif len(strings) == 1 and key in strings[0]:
+            kept[key] = strings[0][key]
+    return kept
 
 
 def _convert(node: Schema, defs: dict[str, Schema], hint: str | None) -> Schema:

@@ -1,14 +1,20 @@
 """Read a Dataset source into a DataFrame: bundled scikit-learn data, HTTP(S), PVC and files.
 
-`pvc://<claim>/<path>` resolves through the artifact mount (the Job mounts the claim); the
-format comes from `source.format` or the extension. Network and missing-file problems raise
-:class:`SourceUnavailable`; malformed content raises :class:`ParseError` with the position.
+`pvc://<claim>/<path>` resolves through the artifact mount (the Job mounts the claim), with the
+artifact store's own check that the path stays inside its claim; the format comes from
+`source.format` or the extension. A URI is checked before anything is read (a host, a port, a
+known scheme, a path inside its claim); what a read raises becomes a
+:class:`~flywheel.data.errors.SourceError` whose reason says whether it may pass
+(:func:`~flywheel.data.errors.classify`); malformed content raises :class:`ParseError` with the
+position.
 """
 
 from __future__ import annotations
 
+import http.client
 import io
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Literal
@@ -16,7 +22,8 @@ from typing import Literal
 import pandas as pd
 
 from flywheel.api.dataset import BUNDLED_DATASETS, DataSource
-from flywheel.data.errors import ParseError, SourceUnavailable
+from flywheel.artifacts import ArtifactError, ArtifactStore
+from flywheel.data.errors import ParseError, SourceInvalid, SourceNotFound, source_error
 
 Format = Literal["csv", "parquet"]
 HTTP_TIMEOUT = 60
@@ -38,19 +45,18 @@ def read_source(source: DataSource, *, pvc_root: Path) -> pd.DataFrame:
         return read_bundled(rest)
     fmt = infer_format(uri, source.format)
     if scheme in ("http", "https"):
-        return parse(fetch_http(uri), fmt, uri)
+        return parse(fetch_http(check_http_uri(uri)), fmt, uri)
     if scheme == "pvc":
-        claim, _, path = rest.partition("/")
-        return parse(read_file(pvc_root / claim / path, uri), fmt, uri)
+        return parse(read_pvc(uri, pvc_root), fmt, uri)
     if scheme == "file":
         return parse(read_file(Path("/" + rest.lstrip("/")), uri), fmt, uri)
-    raise SourceUnavailable(f"unsupported source scheme {scheme!r}")
+    raise SourceInvalid(f"{uri}: unsupported source scheme {scheme!r}")
 
 
 def read_bundled(name: str) -> pd.DataFrame:
     """A dataset bundled with scikit-learn (no network), features and a `target` column."""
     if name not in BUNDLED_DATASETS:
-        raise SourceUnavailable(
+        raise SourceInvalid(
             f"sklearn://{name} is not a bundled dataset ({', '.join(BUNDLED_DATASETS)})"
         )
     from sklearn import datasets  # imported lazily: only this source needs scikit-learn
@@ -63,24 +69,58 @@ def read_bundled(name: str) -> pd.DataFrame:
     return frame
 
 
+def check_http_uri(uri: str) -> str:
+    """The URI when it names a host (and a valid port); SourceInvalid otherwise."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+    except ValueError as error:
+        raise SourceInvalid(f"{uri}: {error}") from error
+    if not parts.hostname:
+        raise SourceInvalid(f"{uri}: the URI has no host")
+    return uri
+
+
+def pvc_path(uri: str, pvc_root: Path) -> Path:
+    """The local path of a `pvc://<claim>/<path>` source, by the artifact store's rules (the
+    path stays inside its claim, after `..` and symbolic links); SourceInvalid otherwise."""
+    try:
+        return ArtifactStore(pvc_root).path(uri)
+    except ArtifactError as error:
+        raise SourceInvalid(str(error)) from error
+
+
+def read_pvc(uri: str, pvc_root: Path) -> bytes:
+    """A `pvc://` source's bytes, from the claim mounted under `pvc_root`."""
+    path = pvc_path(uri, pvc_root)
+    claim = uri.removeprefix("pvc://").partition("/")[0]
+    try:
+        mounted = (pvc_root / claim).is_dir()
+    except OSError as error:
+        raise source_error(error, uri) from error
+    if not mounted:
+        raise SourceNotFound(f"{uri}: the claim {claim} is not mounted in the ingest pod")
+    return read_file(path, uri)
+
+
 def fetch_http(uri: str) -> bytes:
-    """The body of a URL; SourceUnavailable on any transport or HTTP error."""
+    """The body of a URL; a SourceError saying whether the failure may pass."""
     try:
         with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT) as response:
             return bytes(response.read())
-    except urllib.error.HTTPError as error:
-        raise SourceUnavailable(f"GET {uri}: HTTP {error.code} {error.reason}") from error
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        reason = getattr(error, "reason", error)
-        raise SourceUnavailable(f"GET {uri}: {reason}") from error
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        # OSError covers urllib's URLError/HTTPError, TLS, sockets and timeouts.
+        if isinstance(error, urllib.error.HTTPError):
+            error.close()  # it holds the connection
+        raise source_error(error, f"GET {uri}") from error
 
 
 def read_file(path: Path, uri: str) -> bytes:
-    """A file's bytes; SourceUnavailable when it is missing or unreadable."""
+    """A file's bytes; a SourceError (not found, forbidden, a directory…) when unreadable."""
     try:
         return path.read_bytes()
     except OSError as error:
-        raise SourceUnavailable(f"{uri}: {error.strerror or error}") from error
+        raise source_error(error, uri) from error
 
 
 def parse(data: bytes, fmt: Format, uri: str) -> pd.DataFrame:

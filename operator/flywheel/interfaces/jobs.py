@@ -49,6 +49,16 @@ class FailureReason(StrEnum):
     """Why a Job failed, as its report says; each is a condition reason."""
 
     SOURCE_UNAVAILABLE = "SourceUnavailable"
+    """Transient: the source did not answer (refused, reset, DNS, timeout, HTTP 5xx/408/429)."""
+    SOURCE_INVALID = "SourceInvalid"
+    """Permanent: the URI cannot be used as written (no host, a bad port, an unsupported scheme,
+    a `pvc://` path escaping its claim, a directory, another HTTP 4xx)."""
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    """Permanent: nothing at the URI (no such file or claim, HTTP 404/410)."""
+    SOURCE_FORBIDDEN = "SourceForbidden"
+    """Permanent: the ingest pod may not read it (permission denied, HTTP 401/403/407/451)."""
+    SOURCE_UNTRUSTED = "SourceUntrusted"
+    """Permanent: the server's TLS certificate failed verification."""
     PARSE_ERROR = "ParseError"
     VALIDATION_FAILED = "ValidationFailed"
     INVALID_ESTIMATOR = "InvalidEstimator"
@@ -59,6 +69,18 @@ class FailureReason(StrEnum):
     NO_RESULT = "Failed"
     """The container ended without a result document (a crash, a kill, a deadline)."""
 
+
+SOURCE_TRANSIENT = frozenset({FailureReason.SOURCE_UNAVAILABLE})
+"""Source failures that may pass by themselves: retried with back-off (exit code RETRYABLE)."""
+SOURCE_PERMANENT = frozenset(
+    {
+        FailureReason.SOURCE_INVALID,
+        FailureReason.SOURCE_NOT_FOUND,
+        FailureReason.SOURCE_FORBIDDEN,
+        FailureReason.SOURCE_UNTRUSTED,
+    }
+)
+"""Source failures a retry cannot fix: the Dataset stalls until its spec changes (NOT_RETRYABLE)."""
 
 TRAINING_REPORTED = frozenset(
     {

@@ -5,8 +5,9 @@ artifacts claim and the previous version's digest). Output: the snapshot publish
 `datasets/<namespace>/<name>/<digest>/{data.parquet,stats.json,schema.json}` and an
 :class:`~flywheel.interfaces.jobs.IngestReport` or a
 :class:`~flywheel.interfaces.jobs.JobFailure` in the termination message (and on stdout). Exit
-code `RETRYABLE` when the source is unavailable, `NOT_RETRYABLE` for data that cannot be
-ingested as it is.
+code `RETRYABLE` when the source is unavailable for now (a transient failure, see
+:data:`~flywheel.interfaces.jobs.SOURCE_TRANSIENT`), `NOT_RETRYABLE` for a source that cannot be
+read as specified (a permanent failure) and for data that cannot be ingested as it is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 
 from flywheel.api.dataset import DatasetSpec
 from flywheel.artifacts import ArtifactStore, pvc_uri
-from flywheel.data.errors import DatasetError, SourceUnavailable, ValidationFailed
+from flywheel.data.errors import DatasetError, ValidationFailed
 from flywheel.data.schema import ResolvedSchema, resolve_schema
 from flywheel.data.snapshot import canonical_frame, content_digest, parquet_bytes, short_version
 from flywheel.data.sources import read_source
@@ -111,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except DatasetError as error:
         write_result(JobFailure(reason=error.reason, message=str(error)), args.termination_log)
-        retry = isinstance(error, SourceUnavailable)
-        return ExitCode.RETRYABLE if retry else ExitCode.NOT_RETRYABLE
+        return ExitCode.RETRYABLE if error.retryable else ExitCode.NOT_RETRYABLE
     write_result(report, args.termination_log)
     return ExitCode.SUCCESS
 

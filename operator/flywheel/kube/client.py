@@ -5,8 +5,14 @@ resources for our CRDs) and small: importing it with the models the operator use
 20 MB of RSS, where `kubernetes_asyncio` costs about 60 MB, and the official `kubernetes` client
 is synchronous. Children go through their typed lightkube models (`Job`, `Deployment`,
 `Service`, `HorizontalPodAutoscaler`...), so a body that does not fit the Kubernetes schema's
-types fails before it is sent; our kinds are generic resources. Server-side apply always uses a
-named field manager (`flywheel` unless an action names another) and `force`.
+types fails before it is sent; our kinds are generic resources.
+
+Every write names its field manager, so `managedFields` say which fields the operator owns:
+creates (Events too) and merge patches (statuses, annotations) are `flywheel`; server-side apply
+is forced, under `flywheel` unless the action names another (a ModelDeployment's entry in a
+ModelVersion's `status.deployments` is applied under `flywheel-modeldeployment-<name>`, so
+deployments listing themselves on one version never take each other's entries). Nothing is
+left to the API server's default, which names the manager after the User-Agent.
 
 Credentials: the pod's service account (`KUBERNETES_SERVICE_HOST`, as client-go; the token file
 is re-read on 401, so rotated tokens are picked up), else KUBECONFIG. Every call is counted by
@@ -42,7 +48,7 @@ from lightkube.types import PatchType
 
 from flywheel.core import resources
 from flywheel.core.objects import Obj, ObjectRef, meta_of
-from flywheel.core.outcome import Event
+from flywheel.core.outcome import FIELD_MANAGER, Event
 from flywheel.core.resources import Resource
 from flywheel.core.times import rfc3339
 from flywheel.kube.api import Subresource
@@ -112,7 +118,7 @@ class Kube:
     @classmethod
     def login(cls, observe: Observe | None = None, *, timeout: float = 30) -> Kube:
         """Connect with the pod's service account, else the current kubeconfig context."""
-        client = lightkube.AsyncClient(timeout=httpx2.Timeout(timeout), field_manager="flywheel")
+        client = lightkube.AsyncClient(timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
         return cls(client, observe)
 
     async def close(self) -> None:
@@ -172,7 +178,8 @@ class Kube:
         what = f"{resource.kind} {meta_of(body).get('namespace')}/{meta_of(body).get('name')}"
         model: Any = CLASSES[resource]
         obj = model.from_dict(body)
-        return _as_dict(await self._call("create", resource, what, self._client.create(obj)))
+        call = self._client.create(obj, field_manager=FIELD_MANAGER)
+        return _as_dict(await self._call("create", resource, what, call))
 
     async def apply(self, body: Obj, *, manager: str, subresource: Subresource = None) -> Obj:
         """Server-side apply, forced, under `manager`."""
@@ -201,7 +208,12 @@ class Kube:
         cls = CLASSES[resource]
         target = getattr(cls, "Status") if subresource == "status" else cls  # noqa: B009
         call = self._client.patch(
-            target, ref.name, patch, namespace=ref.namespace, patch_type=PatchType.MERGE
+            target,
+            ref.name,
+            patch,
+            namespace=ref.namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=FIELD_MANAGER,
         )
         return _as_dict(await self._call("patch", resource, str(ref), call))
 
@@ -216,7 +228,8 @@ class Kube:
         return True
 
     async def post_event(self, regarding: Obj, event: Event) -> None:
-        """A core/v1 Event about an object, from the component `flywheel`."""
+        """A core/v1 Event about an object, from the component `flywheel` (created under the
+        field manager `flywheel`, as every write)."""
         found = meta_of(regarding)
         now = rfc3339(datetime.now(UTC))
         body = {

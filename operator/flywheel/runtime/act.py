@@ -19,7 +19,7 @@ from typing import Any
 
 from flywheel.core import resources
 from flywheel.core.admission import status_patch
-from flywheel.core.objects import Obj, labels_of, meta_of
+from flywheel.core.objects import Obj, holds, labels_of, meta_of
 from flywheel.core.outcome import Action, Apply, Create, Delete, Ensure, MergePatch, Outcome
 from flywheel.core.resources import Resource
 from flywheel.kube.errors import Conflict, NotFound
@@ -128,7 +128,10 @@ class Actor:
                 raise Abandon(
                     f"{child['kind']} {found['name']} was deleted as it was created"
                 ) from None
-            if identity is not None and labels_of(existing).get(identity[0]) != identity[1]:
+            if identity is not None and not (
+                labels_of(existing).get(identity[0]) == identity[1]
+                and holds(existing.get("spec"), child.get("spec"))
+            ):
                 raise Abandon(f"{child['kind']} {found['name']} is taken") from None
             self.env.store.wrote(resource, existing)
             return

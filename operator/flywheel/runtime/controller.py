@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from flywheel.api.kinds import Kind
 from flywheel.core.objects import Obj
 from flywheel.core.outcome import Outcome
-from flywheel.core.resources import Resource, of_kind
+from flywheel.core.resources import CLAIMS, Resource, of_kind
 from flywheel.core.target import Target
 from flywheel.kube.api import KubeApi
 from flywheel.runtime.store import Store
@@ -72,6 +72,24 @@ def _nothing(*_: object) -> None:
     """No hook."""
 
 
+def _never(_: Target[Any, Any]) -> bool:
+    return False
+
+
+def claim_events(kind_resource: Resource) -> Watch:
+    """Wake every object of the namespace when its artifacts claim starts or ends being
+    deleted (routine claim events, such as its protection being added, wake nothing)."""
+
+    def objects(claim: Obj, store: Store) -> Iterable[str]:
+        found = claim.get("metadata") or {}
+        if not found.get("deletionTimestamp"):
+            return ()
+        namespace = str(found.get("namespace"))
+        return [str(o["metadata"]["name"]) for o in store.list(kind_resource, namespace)]
+
+    return Watch(CLAIMS, objects)
+
+
 @dataclass(frozen=True)
 class Controller(Generic[InputsT]):
     """One kind's controller, declared: its kind, its gather and decide, what wakes it.
@@ -90,6 +108,12 @@ class Controller(Generic[InputsT]):
     """After `act`: export what the outcome says to the operator's metrics."""
     forget: Callable[[str, str], None] = _nothing
     """The object (namespace, name) is gone: drop what is kept about it in memory."""
+    needs_artifacts: Callable[[Target[Any, Any]], bool] = _never
+    """Whether the object needs the namespace's artifacts claim now; it then waits with reason
+    `ArtifactsUnavailable` while the claim is being deleted (:mod:`flywheel.core.claims`)."""
+    finalizes: bool = False
+    """Objects being deleted are reconciled too (the kind holds a finalizer it must release);
+    otherwise a deleting object is left alone."""
 
     @property
     def resource(self) -> Resource:

@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel.core.admission import forbidden_outcome, invalid_spec_outcome, legacy_cleanup
+from flywheel.core.claims import claim_finding, unavailable
+from flywheel.core.resources import CLAIMS
 from flywheel.core.target import InvalidSpec, parse_target
 from flywheel.kube.errors import Forbidden, KubeError, Unavailable
 from flywheel.opmetrics import OperatorMetrics
@@ -176,17 +178,29 @@ class Reconciler:
             await self.actor.perform(cleanup, log)
             body = self.env.store.get(self.controller.resource, namespace, name) or body
         target = parse_target(self.controller.kind, body)
-        if target.meta.deleting:
+        if target.meta.deleting and not self.controller.finalizes:
             return None, "deleting"
         now = self.clock()
         if isinstance(target, InvalidSpec):
             outcome = invalid_spec_outcome(
-                target.finding, target.raw_status, target.meta.generation
+                target.finding,
+                target.raw_status,
+                target.meta.generation,
+                self.controller.kind.outcome_condition,
             )
             if outcome.events:
                 log.warning("%s", target.finding.message)
             await self.actor.act(body, self.kind, outcome, now, log, valid=False)
             return None, "invalid_spec"
+        if self.controller.needs_artifacts(target):
+            claim_name = self.env.settings.artifacts_claim
+            claim = self.env.store.get(CLAIMS, target.meta.namespace, claim_name)
+            finding = claim_finding(claim, claim_name)
+            if finding is not None:
+                await self.actor.act(
+                    body, self.kind, unavailable(finding, target.raw_status), now, log
+                )
+                return None, "artifacts_unavailable"
         inputs = await self.controller.gather(self.env, target, now)
         outcome = self.controller.decide(inputs, now)
         await self.actor.act(body, self.kind, outcome, now, log)

@@ -19,6 +19,7 @@ from flywheel.kube.errors import KubeError
 from flywheel.kube.podhttp import PodHttpClient
 from flywheel.opmetrics import OperatorMetrics
 from flywheel.runtime.act import Actor
+from flywheel.runtime.claims import ClaimGuard
 from flywheel.runtime.controller import Controller, Env
 from flywheel.runtime.events import EventQueue
 from flywheel.runtime.reconciler import Reconciler
@@ -94,8 +95,11 @@ class Operator:
             for c in self.controllers
         ]
         self.tasks = [asyncio.create_task(r.run()) for r in self.router.reconcilers]
+        guard = ClaimGuard(kube, self.store, self.settings.artifacts_claim)
+        self.router.listeners = [guard.changed]  # before kopf's watches list anything
         self.tasks.append(asyncio.create_task(self.statuses.run()))
         self.tasks.append(asyncio.create_task(self.events.run()))
+        self.tasks.append(asyncio.create_task(guard.run()))
 
     def busy(self) -> bool:
         """Some reconciler has work waiting or a reconcile just started."""

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ class Router:
 
     store: CachedStore
     reconcilers: list[Reconciler] = field(default_factory=list)
+    listeners: list[Callable[[Resource, str], None]] = field(default_factory=list)
+    """Told of every event's resource and namespace (the artifacts claims' guard)."""
     _seen: dict[tuple[str, str, str], Fingerprint] = field(default_factory=dict)
 
     def route(self, resource: Resource, kind: str | None, body: Mapping[str, Any]) -> int:
@@ -49,6 +51,8 @@ class Router:
         gone = kind == "DELETED"
         self.store.observed(resource, obj, gone=gone)
         namespace = str(meta_of(obj).get("namespace"))
+        for listener in self.listeners:
+            listener(resource, namespace)
         asked = 0
         for reconciler in self.reconcilers:
             for target in self._targets(reconciler, resource, obj, gone):

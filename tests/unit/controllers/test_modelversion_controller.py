@@ -9,18 +9,20 @@ from typing import Any
 
 import yaml
 
+from flywheel.api.modelversion import ModelVersionSpec
 from flywheel.api.trainingrun import TrainingRunSpec, ValidationVerdict
 from flywheel.controllers.modelversion import (
     CONTROLLER,
     versions_linked_to,
     versions_of_run,
 )
-from flywheel.controllers.modelversion.decide import judged, no_verdict, vouching_run
+from flywheel.controllers.modelversion.decide import IN_USE, judged, vouching_run
 from flywheel.controllers.trainingrun.decide import judge
 from flywheel.core.links import link, link_manager
 from flywheel.core.outcome import Outcome
 from flywheel.core.resources import MODEL_DEPLOYMENTS, MODEL_VERSIONS, TRAINING_RUNS
 from flywheel.core.statuses import RUN_UID
+from flywheel.core.target import Meta
 from flywheel.interfaces.jobs import TrainReport
 from tests.support.fakekube import Harness
 
@@ -49,11 +51,27 @@ def _conditions(outcome: Outcome) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in outcome.conditions}
 
 
-def test_a_model_version_copies_its_runs_verdict() -> None:
+def _meta(labels: dict[str, str], name: str = "iris-v1") -> Meta:
+    return Meta(name, NS, "mv-uid", 1, None, labels, {}, deleting=False)
+
+
+def test_a_run_vouches_only_for_the_version_and_digest_it_registered() -> None:
+    spec = ModelVersionSpec.model_validate(_model_version()["spec"])
     labels = {"flywheel.dev/run-uid": "u-1"}
-    assert vouching_run(labels, RUN) == RUN
-    assert vouching_run(labels, {"metadata": {"uid": "u-2"}}) is None, "a namesake run"
-    assert vouching_run({}, RUN) is None
+    registered = {**RUN, "status": {"modelVersionRef": {"name": "iris-v1", "sha256": SHA}}}
+    assert vouching_run(_meta(labels), spec, registered) == registered
+    namesake = {**registered, "metadata": {"uid": "u-2"}}
+    assert vouching_run(_meta(labels), spec, namesake) is None, "a namesake run"
+    assert vouching_run(_meta({}), spec, registered) is None, "no run label"
+    assert vouching_run(_meta(labels), spec, RUN) is None, "the run registered nothing"
+    assert vouching_run(_meta(labels, "iris-v9"), spec, registered) is None, "another version"
+    forged = ModelVersionSpec.model_validate(
+        {**_model_version()["spec"], "artifact": {"uri": "pvc://art/evil.onnx", "sha256": "c" * 64}}
+    )
+    assert vouching_run(_meta(labels), forged, registered) is None, "another digest"
+
+
+def test_a_model_version_copies_its_runs_verdict() -> None:
     verdict = judge(COMPARED, RESULT, None).model_dump(by_alias=True, mode="json")
     outcome = judged(verdict, "iris-rf-1", {"f1_macro": 0.5, "accuracy": 0.9})
     assert outcome.status["keyMetric"] == "accuracy=0.9", "the judged metric first"
@@ -64,7 +82,6 @@ def test_a_model_version_copies_its_runs_verdict() -> None:
     passed = judged(ValidationVerdict(passed=True, checks=[]).model_dump(), "r", {"mae": 1.25})
     assert passed.status["keyMetric"] == "mae=1.25"
     assert _conditions(passed)["Validated"] == ("True", "GatesPassed")
-    assert _conditions(no_verdict("gone", {}))["Validated"] == ("False", "NoVerdict")
 
 
 # Over the fake ---------------------------------------------------------------------------------
@@ -105,9 +122,10 @@ def _training_run(verdict: dict[str, Any] | None = None, uid: str | None = None)
     metadata: dict[str, Any] = {"name": "iris-rf-1", "namespace": NS}
     if uid is not None:
         metadata["uid"] = uid
-    status: dict[str, Any] = {"modelVersionRef": {"name": "iris-v1"}}
+    status: dict[str, Any] = {}
     if verdict is not None:
         status["validation"] = verdict
+        status["modelVersionRef"] = {"name": "iris-v1", "sha256": SHA}
     return {
         "apiVersion": "flywheel.dev/v1alpha1",
         "kind": "TrainingRun",
@@ -220,7 +238,7 @@ async def test_a_run_without_its_verdict_yet_leaves_the_version_unjudged() -> No
         TRAINING_RUNS,
         NS,
         "iris-rf-1",
-        {"modelVersionRef": {"name": "iris-v1"}, "validation": PASSED},
+        {"modelVersionRef": {"name": "iris-v1", "sha256": SHA}, "validation": PASSED},
     )
     run = h.cluster.obj(TRAINING_RUNS, NS, "iris-rf-1")
     assert list(versions_of_run(run, h.reconciler.env.store)) == ["iris-v1"], (
@@ -248,8 +266,12 @@ async def test_links_of_deleted_deployments_are_removed_and_others_kept() -> Non
     )
     settled = len(h.cluster.requests)
     await h.reconcile("iris-v1")
-    assert h.cluster.requests[settled:] == [("apply", "modelversions", "iris-v1")]
+    assert h.cluster.requests[settled:] == [
+        ("patch", "modelversions", "iris-v1"),  # the in-use finalizer: "web" serves it
+        ("apply", "modelversions", "iris-v1"),
+    ]
     assert _linked(h) == ["web"]
+    assert h.cluster.obj(MODEL_VERSIONS, NS, "iris-v1")["metadata"]["finalizers"] == [IN_USE]
     key = (MODEL_VERSIONS.plural, NS, "iris-v1")
     assert h.cluster.links[key] == {
         link_manager("web"): [{"name": "web"}],
@@ -259,3 +281,98 @@ async def test_links_of_deleted_deployments_are_removed_and_others_kept() -> Non
     settled = len(h.cluster.requests)
     await h.reconcile("iris-v1")
     assert h.cluster.requests[settled:] == []
+
+
+def _forged(sha: str = "c" * 64, name: str = "iris-v2") -> dict[str, Any]:
+    """A ModelVersion made by hand that copies a passing run's label and lineage."""
+    forged = _model_version()
+    forged["metadata"]["name"] = name
+    forged["spec"]["version"] = 2
+    forged["spec"]["artifact"] = {"uri": "pvc://art/mine/model.onnx", "sha256": sha}
+    return forged
+
+
+async def test_a_forged_version_copying_a_passing_runs_label_is_not_validated() -> None:
+    h = Harness(CONTROLLER)
+    h.cluster.add(_training_run(PASSED))
+    h.cluster.add(_model_version())
+    h.cluster.add(_forged())
+    await h.reconcile("iris-v1")
+    await h.reconcile("iris-v2")
+    assert h.condition(MODEL_VERSIONS, "iris-v1", "Validated") == ("True", "GatesPassed")
+    assert h.condition(MODEL_VERSIONS, "iris-v2", "Validated") == ("False", "Unvouched")
+    assert "registered iris-v1" in h.message(MODEL_VERSIONS, "iris-v2", "Validated")
+    assert h.events("iris-v2") == ["Unvouched"]
+    settled = len(h.cluster.requests)
+    await h.reconcile("iris-v2")
+    assert h.cluster.requests[settled:] == [], "said once"
+
+
+async def test_the_same_digest_under_another_name_is_not_vouched_either() -> None:
+    h = Harness(CONTROLLER)
+    h.cluster.add(_training_run(PASSED))
+    h.cluster.add(_forged(sha=SHA))
+    await h.reconcile("iris-v2")
+    assert h.condition(MODEL_VERSIONS, "iris-v2", "Validated") == ("False", "Unvouched")
+
+
+def _approve(h: Harness, approval: dict[str, Any] | None) -> None:
+    """What `kubectl patch --subresource=status` by an approver does."""
+    status = {**h.status(MODEL_VERSIONS, "imported"), "approval": approval}
+    h.cluster.set_status(MODEL_VERSIONS, NS, "imported", {k: v for k, v in status.items() if v})
+
+
+async def test_an_approver_validates_an_imported_version_for_its_digest_only() -> None:
+    h = Harness(CONTROLLER)
+    h.cluster.add(_forged(name="imported"))
+    await h.reconcile("imported")
+    assert h.condition(MODEL_VERSIONS, "imported", "Validated") == ("False", "NoVerdict")
+    assert "Importing a model" in h.message(MODEL_VERSIONS, "imported", "Validated")
+
+    wrong = {"sha256": SHA, "approvedBy": "alice"}
+    _approve(h, wrong)
+    await h.reconcile("imported")
+    assert h.condition(MODEL_VERSIONS, "imported", "Validated") == ("False", "ApprovalMismatch")
+
+    right = {"sha256": "c" * 64, "approvedBy": "alice", "comment": "offline eval ok"}
+    _approve(h, right)
+    await h.reconcile("imported")
+    assert h.condition(MODEL_VERSIONS, "imported", "Validated") == ("True", "Approved")
+    assert "alice" in h.message(MODEL_VERSIONS, "imported", "Validated")
+    assert h.events("imported") == ["NoVerdict", "ApprovalMismatch", "Approved"]
+
+    _approve(h, None)
+    await h.reconcile("imported")
+    assert h.condition(MODEL_VERSIONS, "imported", "Validated") == ("False", "NoVerdict"), (
+        "a withdrawn approval withdraws the validation"
+    )
+
+
+async def test_a_served_version_is_protected_from_deletion_until_nothing_serves_it() -> None:
+    h = Harness(CONTROLLER)
+    h.cluster.add(_training_run(PASSED))
+    version = _model_version()
+    version["metadata"]["finalizers"] = ["someone.else/keep"]
+    h.cluster.add(version)
+    h.cluster.add(_model_deployment("web"))
+    await _link(h, "web")
+    await h.reconcile("iris-v1")
+    meta = h.cluster.obj(MODEL_VERSIONS, NS, "iris-v1")["metadata"]
+    assert meta["finalizers"] == ["someone.else/keep", IN_USE], "another finalizer is kept"
+
+    stored = h.cluster.objects[(MODEL_VERSIONS.plural, NS, "iris-v1")]
+    stored["metadata"]["deletionTimestamp"] = "2026-12-02T12:00:00Z"  # what a delete does
+    await h.reconcile("iris-v1")
+    assert h.condition(MODEL_VERSIONS, "iris-v1", "Ready") == ("False", "InUse")
+    assert "ModelDeployment web serves this version" in h.message(
+        MODEL_VERSIONS, "iris-v1", "Ready"
+    )
+    assert h.events("iris-v1")[-1] == "InUse"
+    await h.reconcile("iris-v1")
+    assert h.events("iris-v1").count("InUse") == 1, "said once"
+
+    unlink = link(NS, "iris-v1", "web", serving=False)  # web moved to another version
+    await h.cluster.apply(unlink.body, manager=unlink.manager, subresource=unlink.subresource)
+    await h.reconcile("iris-v1")
+    meta = h.cluster.obj(MODEL_VERSIONS, NS, "iris-v1")["metadata"]
+    assert meta["finalizers"] == ["someone.else/keep"], "released; the other stays"

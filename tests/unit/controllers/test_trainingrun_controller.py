@@ -123,7 +123,10 @@ async def test_a_completed_job_registers_one_validated_version() -> None:
     assert mv["metadata"]["labels"]["flywheel.dev/run-uid"] == "uid-r1"
     assert mv["spec"]["lineage"]["datasetDigest"] == DATASET_STATUS["digest"]
     status = h.status(TRAINING_RUNS, "r1")
-    assert status["modelVersionRef"] == {"name": "iris-v1"}
+    assert status["modelVersionRef"] == {
+        "name": "iris-v1",
+        "sha256": mv["spec"]["artifact"]["sha256"],
+    }
     assert status["validation"]["passed"] is True
     assert h.condition(TRAINING_RUNS, "r1", "Succeeded") == ("True", "ModelVersionRegistered")
     before = len(h.cluster.requests)
@@ -143,7 +146,40 @@ async def test_a_crash_after_registration_adopts_the_version() -> None:
     assert "modelVersionRef" not in h.status(TRAINING_RUNS, "r1")
     await h.reconcile("r1")
     assert h.cluster.named(MODEL_VERSIONS, NS) == ["iris-v1"], "found by its run UID"
-    assert h.status(TRAINING_RUNS, "r1")["modelVersionRef"] == {"name": "iris-v1"}
+    assert h.status(TRAINING_RUNS, "r1")["modelVersionRef"]["name"] == "iris-v1"
+
+
+async def test_a_planted_version_with_the_runs_label_is_neither_adopted_nor_taken() -> None:
+    """Someone creates the next version first, copying the run's UID label, with their own
+    artifact: the run registers its own version under the next number and vouches only for
+    that one."""
+    h = Harness(CONTROLLER)
+    h.cluster.add(_dataset(DATASET_STATUS))
+    h.cluster.add(_run("r1"))
+    await h.reconcile("r1")
+    _finish(h, "r1", _report())
+    planted = {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {
+            "name": "iris-v1",
+            "namespace": NS,
+            "labels": {"flywheel.dev/model": "iris", "flywheel.dev/run-uid": "uid-r1"},
+        },
+        "spec": {"model": "iris", "version": 1, "artifact": {"uri": "pvc://x/evil.onnx"}},
+    }
+    h.cluster.add(planted)
+    for _ in range(3):
+        if "modelVersionRef" in h.status(TRAINING_RUNS, "r1"):
+            break
+        await h.handle("r1")
+    ref = h.status(TRAINING_RUNS, "r1")["modelVersionRef"]
+    assert ref["name"] == "iris-v2", "the planted version is not adopted"
+    mine = h.cluster.obj(MODEL_VERSIONS, NS, "iris-v2")
+    assert ref["sha256"] == mine["spec"]["artifact"]["sha256"]
+    assert h.cluster.obj(MODEL_VERSIONS, NS, "iris-v1")["spec"]["artifact"]["uri"] == (
+        "pvc://x/evil.onnx"
+    ), "left alone"
 
 
 def _crash() -> KubeError:

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
-from flywheel.api.dataset import DatasetSpec, DatasetStatus, IngestAttempt, RefreshPolicy
+from flywheel.api.dataset import (
+    DatasetSpec,
+    DatasetStatus,
+    IngestAttempt,
+    IngestResult,
+    RefreshPolicy,
+)
 from flywheel.controllers.dataset.decide import (
     DatasetInputs,
+    decide,
     finished,
     ingest_due,
+    next_due,
     next_refresh,
+    recorded_result,
     retry_delay,
+    start,
 )
 from flywheel.controllers.dataset.render import IngestPlan, job_name, render_ingest_job
 from flywheel.core.jobs import read_result
 from flywheel.core.outcome import Outcome
 from flywheel.core.target import parse_meta
 from flywheel.interfaces.jobs import (
+    SOURCE_PERMANENT,
+    FailureReason,
     IngestReport,
     JobFailure,
     TrainReport,
@@ -180,10 +192,33 @@ RESULT = IngestReport(
 )
 
 
-def _finished(status: DatasetStatus, result: IngestReport | JobFailure, **attempt: Any) -> Outcome:
-    meta = parse_meta({"metadata": {"name": "d", "namespace": "ns", "uid": "u", "generation": 1}})
-    inputs = DatasetInputs(meta, SPEC, status, OperatorSettings())
-    return finished(inputs, _attempt(**attempt), result, T0)
+def _inputs(
+    status: DatasetStatus,
+    spec: DatasetSpec = SPEC,
+    generation: int = 1,
+    annotations: dict[str, str] | None = None,
+) -> DatasetInputs:
+    meta = parse_meta(
+        {
+            "metadata": {
+                "name": "d",
+                "namespace": "ns",
+                "uid": "u",
+                "generation": generation,
+                "annotations": annotations or {},
+            }
+        }
+    )
+    return DatasetInputs(meta, spec, status, OperatorSettings())
+
+
+def _finished(
+    status: DatasetStatus,
+    result: IngestReport | JobFailure,
+    spec: DatasetSpec = SPEC,
+    **attempt: Any,
+) -> Outcome:
+    return finished(_inputs(status, spec), _attempt(**attempt), result, T0)
 
 
 def _event(outcome: Outcome) -> str:
@@ -208,7 +243,7 @@ def test_failures_keep_the_previous_version_ready() -> None:
     conditions = {c.type: (c.status, c.reason) for c in failed.conditions}
     assert conditions["Ready"] == ("True", "PreviousVersion")
     assert conditions["Validated"] == ("False", "ValidationFailed")
-    assert "Stalled" not in conditions
+    assert conditions["Stalled"] == ("False", "ValidationFailed"), "the next refresh may pass"
     parse = _finished(_status(), JobFailure(reason="ParseError", message="line 3"))
     conditions = {c.type: (c.status, c.reason) for c in parse.conditions}
     assert conditions["Stalled"] == ("True", "ParseError")
@@ -218,3 +253,161 @@ def test_failures_keep_the_previous_version_ready() -> None:
     assert "retry in 20s" in next(
         c.message for c in offline.conditions if c.type == "SourceAvailable"
     )
+
+
+# Permanent and transient source failures ---------------------------------------------------
+
+REFRESHED = DatasetSpec.model_validate(
+    {"source": {"uri": "file:///data/d.csv"}, "refresh": {"intervalSeconds": 60}}
+)
+SERVING = {"digest": RESULT.digest, "version": "abc123abc123"}
+
+
+def _conditions(outcome: Outcome) -> dict[str, tuple[str, str, str]]:
+    return {c.type: (c.status, c.reason, c.message) for c in outcome.conditions}
+
+
+def _condition(type_: str, status: str, reason: str, generation: int = 1) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": "m",
+        "observedGeneration": generation,
+        "lastTransitionTime": T0,
+    }
+
+
+def _after(outcome: Outcome, status: DatasetStatus) -> DatasetStatus:
+    """The status the outcome leaves (conditions applied, observedGeneration 1)."""
+    current = {c["type"]: c for c in status.model_dump(by_alias=True)["conditions"]}
+    for c in outcome.conditions:
+        current[c.type] = _condition(c.type, c.status, c.reason)
+    fields = {**status.model_dump(by_alias=True, exclude_none=True), **outcome.status}
+    return DatasetStatus.model_validate({**fields, "conditions": list(current.values())})
+
+
+def test_a_permanent_source_failure_stalls_and_keeps_the_version_current() -> None:
+    forbidden = JobFailure(
+        reason="SourceForbidden", message="file:///data/d.csv: Permission denied"
+    )
+    outcome = _finished(_status(**SERVING), forbidden, REFRESHED)
+    conditions = _conditions(outcome)
+    assert conditions["Stalled"] == ("True", "SourceForbidden", forbidden.message)
+    assert conditions["SourceAvailable"] == ("False", "SourceForbidden", forbidden.message)
+    assert conditions["Reconciling"][:2] == ("False", "SourceForbidden")
+    ready_status, ready_reason, ready_message = conditions["Ready"]
+    assert (ready_status, ready_reason) == ("False", "SourceForbidden")
+    assert "Version abc123abc123 stays current" in ready_message
+    assert "Not retried until the spec changes" in ready_message
+    assert outcome.requeue_after is None, "no retry, and not even the refresh schedule"
+    assert [(e.type, e.reason) for e in outcome.events] == [("Warning", "SourceForbidden")]
+    last = outcome.status["lastIngest"]
+    assert last["retries"] == 0
+    if last["result"] == "Failed":  # while the API's enum does not list the permanent reasons
+        assert last["message"] == f"SourceForbidden: {forbidden.message}"
+    else:
+        assert (last["result"], last["message"]) == ("SourceForbidden", forbidden.message)
+    assert "digest" not in outcome.status, "the version stays as it was"
+    without = _conditions(_finished(_status(), forbidden))
+    assert without["Ready"][:2] == ("False", "SourceForbidden")
+    assert "stays current" not in without["Ready"][2]
+
+
+def test_a_stalled_generation_waits_for_the_spec_or_a_request() -> None:
+    invalid = JobFailure(reason="SourceInvalid", message="http:///data.csv: the URI has no host")
+    before = _status(**SERVING, last_checked=T0, last_ingest=_attempt())
+    stalled = _after(_finished(before, invalid, REFRESHED), before)
+    days = T0 + timedelta(days=3)
+    assert ingest_due(REFRESHED, stalled, 1, days) is None, "neither retried nor refreshed"
+    assert next_due(REFRESHED, stalled, 1) is None
+    idle = decide(_inputs(stalled, REFRESHED), days)
+    assert idle == Outcome(), "no Event, no write, no timer while stalled"
+    changed = ingest_due(REFRESHED, stalled, 2, days)
+    assert changed is not None
+    assert changed.trigger == "SpecChanged"
+    asked = ingest_due(REFRESHED, stalled, 1, days, requested="2026-12-03T12:00:00Z")
+    assert asked is not None
+    assert asked.trigger == "Requested"
+    request = {REQUEST: "2026-12-03T12:00:00Z"}
+    begun = start(_inputs(stalled, REFRESHED, annotations=request), asked, days)
+    assert _conditions(begun)["Stalled"][:2] == ("False", "Ingesting"), "acting on a request"
+    assert [e.reason for e in begun.events] == ["IngestStarted"]
+
+
+REQUEST = "flywheel.dev/refresh-requested-at"
+
+
+def test_a_transient_failure_says_when_it_retries() -> None:
+    refused = JobFailure(
+        reason="SourceUnavailable", message="GET http://s/d.csv: Connection refused"
+    )
+    outcome = _finished(_status(**SERVING), refused, REFRESHED, retries=2)
+    conditions = _conditions(outcome)
+    assert conditions["Reconciling"][:2] == ("True", "SourceUnavailable")
+    assert "retry 3 in 40s, at 2026-11-30T12:00:40Z" in conditions["Reconciling"][2]
+    assert conditions["Stalled"][:2] == ("False", "SourceUnavailable")
+    assert conditions["SourceAvailable"][:2] == ("False", "SourceUnavailable")
+    assert conditions["Ready"][:2] == ("True", "PreviousVersion")
+    assert outcome.requeue_after is not None
+    assert 40 <= outcome.requeue_after.total_seconds() <= 41, "the retry comes before the refresh"
+    assert outcome.status["lastIngest"]["result"] == "SourceUnavailable"
+    assert outcome.status["lastIngest"]["retries"] == 3
+    assert [(e.type, e.reason) for e in outcome.events] == [("Warning", "SourceUnavailable")]
+    first = _conditions(_finished(_status(), refused))
+    assert first["Ready"][:2] == ("False", "SourceUnavailable"), "no version to fall back on"
+
+
+def test_failure_events_are_posted_once_per_reason_and_generation() -> None:
+    refused = JobFailure(reason="SourceUnavailable", message="GET x: Connection refused")
+    said = _status(conditions=[_condition("SourceAvailable", "False", "SourceUnavailable")])
+    again = _finished(said, refused, trigger="Retry", retries=1)
+    assert again.events == (), "a retry failing as before says nothing new"
+    assert _conditions(again)["Reconciling"][:2] == ("True", "SourceUnavailable")
+    gone = JobFailure(reason="SourceNotFound", message="GET x: HTTP 404 Not Found")
+    changed = _finished(said, gone, trigger="Retry", retries=1)
+    assert [e.reason for e in changed.events] == ["SourceNotFound"], "the reason changed"
+    older = _status(conditions=[_condition("SourceAvailable", "False", "SourceNotFound", 0)])
+    assert [e.reason for e in _finished(older, gone).events] == ["SourceNotFound"], "a new spec"
+    rules = JobFailure(reason="ValidationFailed", message="minRows: 3")
+    checked = _status(conditions=[_condition("Validated", "False", "ValidationFailed")])
+    assert _finished(checked, rules, trigger="Refresh").events == ()
+    assert [e.type for e in _finished(_status(), rules).events] == ["Warning"]
+
+
+def test_routine_ingests_post_no_events() -> None:
+    unchanged = _status(**SERVING, conditions=[_condition("Ready", "True", "Unchanged")])
+    assert _finished(unchanged, RESULT, trigger="Refresh").events == ()
+    recovered = _status(**SERVING, conditions=[_condition("Ready", "True", "PreviousVersion")])
+    assert [e.reason for e in _finished(recovered, RESULT).events] == ["Unchanged"]
+    done = _status(**SERVING, last_ingest=_attempt(completion_time=T0, result="Unchanged"))
+    for plan, events in [
+        (IngestPlan("Refresh", "g1t1"), []),
+        (IngestPlan("Retry", "g1r1"), []),
+        (IngestPlan("Requested", "g1q1"), ["IngestStarted"]),
+        (IngestPlan("SpecChanged", "g2"), ["IngestStarted"]),
+    ]:
+        begun = start(_inputs(done, REFRESHED), plan, T0)
+        assert [(e.type, e.reason) for e in begun.events] == [("Normal", r) for r in events]
+        assert _conditions(begun)["Reconciling"][:2] == ("True", "Ingesting")
+    waiting = decide(_inputs(done, REFRESHED), T0 + timedelta(seconds=30))
+    assert waiting.events == ()
+    assert waiting.requeue_after is not None, "the schedule is a timer, not an Event"
+
+
+def test_a_job_without_a_result_does_not_claim_the_source_was_read() -> None:
+    crashed = JobFailure(reason="Failed", message="the ingest Job d-ingest-1 disappeared")
+    conditions = _conditions(_finished(_status(**SERVING), crashed))
+    assert conditions["SourceAvailable"][:2] == ("Unknown", "Failed")
+    assert conditions["Ready"][:2] == ("True", "PreviousVersion")
+
+
+def test_every_failure_reason_fits_the_recorded_result() -> None:
+    allowed = set(get_args(IngestResult))
+    for reason in FailureReason:
+        assert recorded_result(reason) in allowed, reason
+    assert recorded_result("SourceUnavailable") == "SourceUnavailable"
+    for reason in SOURCE_PERMANENT:
+        # Until the API lists the permanent reasons, lastIngest says Failed (and the message the
+        # reason); decisions never depend on it.
+        assert recorded_result(reason) in (reason, "Failed")

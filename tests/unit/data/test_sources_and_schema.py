@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from flywheel.api.dataset import DatasetSchema, DataSource, FeatureSpec
-from flywheel.data.errors import ParseError, SourceUnavailable
+from flywheel.data.errors import ParseError, SourceNotFound, SourceUnavailable
 from flywheel.data.schema import Feature, resolve_schema, schema_changes
 from flywheel.data.sources import infer_format, read_source
 from tests.support.ports import free_port
@@ -64,11 +64,14 @@ def test_pvc_and_file_sources(tmp_path: Path) -> None:
 
 
 def test_unreachable_and_missing_sources(tmp_path: Path, web: str) -> None:
+    """Unreachable may pass (retried); missing will not (stalled): test_source_errors.py has
+    every case."""
     with pytest.raises(SourceUnavailable, match="Connection refused"):
         read_source(DataSource(uri=f"http://127.0.0.1:{free_port()}/d.csv"), pvc_root=tmp_path)
-    with pytest.raises(SourceUnavailable, match="HTTP 404"):
+    with pytest.raises(SourceNotFound, match="HTTP 404"):
         read_source(DataSource(uri=f"{web}/missing.csv"), pvc_root=tmp_path)
-    with pytest.raises(SourceUnavailable, match="No such file"):
+    (tmp_path / "claim").mkdir()
+    with pytest.raises(SourceNotFound, match="No such file"):
         read_source(DataSource(uri="pvc://claim/nothing.csv"), pvc_root=tmp_path)
 
 

@@ -168,10 +168,10 @@ def test_entrypoint_reports_through_the_termination_message(tmp_path: Path) -> N
             str(log),
         ]
     )
-    assert code == 1
+    assert code == 3, "a missing file is not retried"
     result = json.loads(log.read_text())
     assert result == {
         "ok": False,
-        "reason": "SourceUnavailable",
+        "reason": "SourceNotFound",
         "message": "file:///nonexistent/data.csv: No such file or directory",
     }

@@ -9,7 +9,7 @@ import asyncio
 from prometheus_client import CollectorRegistry
 
 from flywheel.controllers.dataset import CONTROLLER
-from flywheel.core.resources import DATASETS, JOBS
+from flywheel.core.resources import CLAIMS, DATASETS, JOBS
 from flywheel.opmetrics import OperatorMetrics
 from flywheel.runtime.act import Actor
 from flywheel.runtime.controller import Env
@@ -27,7 +27,7 @@ BURST = 40
 async def test_a_burst_gets_every_job_before_any_report() -> None:
     cluster = FakeCluster()
     store = CachedStore()
-    for resource in (DATASETS, JOBS):
+    for resource in (DATASETS, JOBS, CLAIMS):
         store.attach(resource, LiveIndex(cluster, resource))
     env = Env(kube=cluster, store=store, settings=OperatorSettings(), http=FakeHttp())
     reconciler: Reconciler

@@ -155,7 +155,7 @@ def test_success_registers_and_judges_with_the_rescored_champion() -> None:
     assert _conditions(outcome)["Succeeded"] == ("True", "ModelVersionRegistered")
     assert "NOT validated" in _event(outcome)[2]
     assert "accuracy vs champion v2" in _event(outcome)[2]
-    assert outcome.status["modelVersionRef"] == {"name": "iris-v3"}
+    assert outcome.status["modelVersionRef"] == {"name": "iris-v3", "sha256": RESULT.sha256}
     assert outcome.status["completionTime"] == "2026-11-30T12:03:00Z"
     assert _status_schema_errors(dict(outcome.status)) == []
     alone = judge(

@@ -12,8 +12,15 @@ from __future__ import annotations
 from flywheel.api.kinds import DATASET
 from flywheel.controllers.dataset.decide import DatasetInputs, decide
 from flywheel.controllers.dataset.gather import gather
-from flywheel.core.resources import JOBS
-from flywheel.runtime.controller import Controller
+from flywheel.core.resources import DATASETS, JOBS
+from flywheel.runtime.controller import Controller, claim_events
 
-CONTROLLER = Controller[DatasetInputs](kind=DATASET, gather=gather, decide=decide, owns=(JOBS,))
-"""Datasets, woken by their ingest Jobs."""
+CONTROLLER = Controller[DatasetInputs](
+    kind=DATASET,
+    gather=gather,
+    decide=decide,
+    owns=(JOBS,),
+    watches=(claim_events(DATASETS),),
+    needs_artifacts=lambda _: True,
+)
+"""Datasets, woken by their ingest Jobs and by their artifacts claim being deleted."""

@@ -18,7 +18,7 @@ from flywheel.controllers.modeldeployment.gather import gather
 from flywheel.core.objects import Obj, meta_of
 from flywheel.core.resources import DEPLOYMENTS, HPAS, MODEL_DEPLOYMENTS, MODEL_VERSIONS, SERVICES
 from flywheel.core.statuses import model_of
-from flywheel.runtime.controller import Controller, Watch
+from flywheel.runtime.controller import Controller, Watch, claim_events
 from flywheel.runtime.store import Store
 
 
@@ -35,6 +35,7 @@ CONTROLLER = Controller[ModelDeploymentInputs](
     gather=gather,
     decide=decide,
     owns=(DEPLOYMENTS, SERVICES, HPAS),
-    watches=(Watch(MODEL_VERSIONS, deployments_of_model),),
+    watches=(Watch(MODEL_VERSIONS, deployments_of_model), claim_events(MODEL_DEPLOYMENTS)),
+    needs_artifacts=lambda _: True,
 )
 """ModelDeployments, woken by their children and their model's versions."""

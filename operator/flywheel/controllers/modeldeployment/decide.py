@@ -12,16 +12,24 @@ into the children to apply (only those that differ from what runs) and the versi
   only once the rollout is complete.
 - A rollout past `progressDeadlineSeconds` is rolled back to `lastGoodVersion`
   (`Degraded=True`, reason `RollbackPerformed`, with the pods' reason), and the failed version
-  is not tried again until the spec changes.
+  is not tried again until the spec changes (scaling is not a change: see `spec_digest`).
+- A version whose task, input features or outputs differ from the serving version's is never
+  rolled out over it (:mod:`.compatibility`): `LatestValidated` takes the newest compatible
+  version, `Pinned` refuses; `Degraded=True`, reason `IncompatibleVersion`, with the difference.
+- `Ready=True` only while every desired pod is ready at the served version; otherwise the
+  reason is the pods' own (e.g. `ArtifactDigestMismatch`) when they give one, else `Scaling`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flywheel.api.common import ConditionStatus
 from flywheel.api.modeldeployment import FailedRollout, ModelDeploymentSpec
+from flywheel.controllers.modeldeployment.compatibility import difference
 from flywheel.controllers.modeldeployment.render import (
     endpoint,
     render_deployment,
@@ -41,7 +49,7 @@ from flywheel.core.conditions import (
 )
 from flywheel.core.links import link, listed
 from flywheel.core.objects import Obj, meta_of
-from flywheel.core.outcome import Action, Apply, Delete, Ensure, Event, Outcome
+from flywheel.core.outcome import Action, Apply, Delete, Ensure, Event, EventType, Outcome
 from flywheel.core.podspec import render_service_account
 from flywheel.core.resources import HPAS
 from flywheel.core.serving import child_name, selector_string
@@ -50,6 +58,8 @@ from flywheel.core.target import Meta
 from flywheel.settings import OperatorSettings
 
 PROGRESSING, DEGRADED = "Progressing", "Degraded"
+WAITS = ("VersionNotFound", "VersionNotValidated")
+"""Refusal reasons that are routine waits when not stalled (Normal Events)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,8 @@ class Refusal:
     reason: str
     message: str
     stalled: bool
+    keep: Obj | None = None
+    """The version that keeps serving (rendered again if its Deployment is gone)."""
 
 
 @dataclass(frozen=True)
@@ -86,19 +98,48 @@ class Plan:
     outcome: Outcome
 
 
-def active_failure(status: Obj, generation: int) -> FailedRollout | None:
-    """The recorded failed rollout, while the spec is the one it failed under."""
+def spec_digest(spec: ModelDeploymentSpec) -> str:
+    """The spec without what scaling changes (`replicas`, `autoscaling`), digested."""
+    kept = spec.model_dump(mode="json", exclude={"replicas", "autoscaling"})
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def active_failure(status: Obj, generation: int, spec: ModelDeploymentSpec) -> FailedRollout | None:
+    """The recorded failed rollout, while the spec (scaling aside) is the one it failed under."""
     raw = status.get("failedRollout")
     if not raw:
         return None
     failed = FailedRollout.model_validate(raw)
+    if failed.spec_digest is not None:
+        return failed if failed.spec_digest == spec_digest(spec) else None
     return failed if failed.generation == generation else None
 
 
+def incompatible(
+    spec: ModelDeploymentSpec, wanted: Obj, serving: Obj | None, *, stalled: bool
+) -> Refusal | None:
+    """Why `wanted` cannot replace the serving version, if it cannot."""
+    if serving is None or version_number(serving) == version_number(wanted):
+        return None
+    found = difference(serving, wanted)
+    if found is None:
+        return None
+    now, new = version_number(serving), version_number(wanted)
+    text = (
+        f"{spec.model} v{new} is not compatible with v{now}, which keeps serving: {found}. "
+        "Serve it from a new ModelDeployment."
+    )
+    return Refusal("IncompatibleVersion", text, stalled=stalled, keep=serving)
+
+
 def select_version(
-    spec: ModelDeploymentSpec, versions: list[Obj], failed: FailedRollout | None
+    spec: ModelDeploymentSpec,
+    versions: list[Obj],
+    failed: FailedRollout | None,
+    serving: Obj | None = None,
 ) -> Obj | Refusal:
-    """The ModelVersion the spec asks for, or why it cannot be served."""
+    """The ModelVersion the spec asks for, or why it cannot be served; `serving` is the version
+    that serves now (nothing incompatible with it is chosen)."""
     excluded = failed.version if failed else None
     if spec.policy == "Pinned":
         number = spec.version
@@ -115,14 +156,22 @@ def select_version(
             return Refusal("VersionNotValidated", text, stalled=True)
         if number == excluded and failed is not None:
             return Refusal(failed.reason, failed.message, stalled=True)
-        return found
+        return incompatible(spec, found, serving, stalled=True) or found
     candidates = [v for v in versions if is_validated(v) and version_number(v) != excluded]
     if not candidates:
         text = f"No validated ModelVersion of {spec.model}" + (
             f" other than v{excluded}, whose rollout failed." if excluded else " yet."
         )
         return Refusal("VersionNotFound", text, stalled=False)
-    return max(candidates, key=version_number)
+    newest = max(candidates, key=version_number)
+    refusal = incompatible(spec, newest, serving, stalled=False)
+    if refusal is None:
+        return newest
+    compatible = [v for v in candidates if incompatible(spec, v, serving, stalled=False) is None]
+    best = max(compatible, key=version_number) if compatible else None
+    if best is not None and serving is not None and version_number(best) > version_number(serving):
+        return best  # a newer compatible version first; the refusal is said once it serves
+    return refusal
 
 
 def plan(
@@ -135,18 +184,24 @@ def plan(
 ) -> Plan:
     """The version to render and the status (see the module docstring)."""
     generation = meta.generation
-    failed = active_failure(status, generation)
+    failed = active_failure(status, generation, spec)
     by_number = {int(v["spec"]["version"]): v for v in versions}
     serving, last_good = status.get("servingVersion"), status.get("lastGoodVersion")
     rendered = rendered_version(deployment)
+    current = next(
+        (by_number[n] for n in (serving, last_good, rendered) if n is not None and n in by_number),
+        None,
+    )
     fields: Obj = {
         "selector": selector_string(meta.name),
         "endpoint": endpoint(meta.name, meta.namespace, spec.model),
         "failedRollout": failed.model_dump(by_alias=True) if failed else None,
     }
-    choice = select_version(spec, versions, failed)
+    choice = select_version(spec, versions, failed, current)
     refusal = choice if isinstance(choice, Refusal) else None
     previous_degraded = raw_condition(status, DEGRADED).get("reason")
+    if refusal is not None and rendered is None and refusal.keep is not None:
+        choice, refusal = refusal.keep, None  # its Deployment is gone: serve it again first
     if refusal is not None and rendered is None:
         return Plan(None, _refused_only(fields, refusal, previous_degraded))
     if isinstance(choice, dict) and choice["spec"]["version"] != rendered:
@@ -167,12 +222,21 @@ def plan(
     assert deployment is not None
     assert rendered is not None
     state = rollout(deployment)
-    fields |= {"replicas": state.replicas, "readyReplicas": state.ready}
+    fields |= {
+        "replicas": state.replicas,
+        "readyReplicas": state.ready,
+        "readyReplicasText": f"{state.ready}/{state.wanted}",
+    }
     if state.state == "Failed" and rendered != serving:
         again = failed is not None and failed.version == rendered
         if again and failed is not None:
             failure = Finding(failed.reason, failed.message)  # as reported the first time
         plan_ = _failed(spec, fields, state, rendered, last_good, by_number, failure, generation)
+        failed_record = plan_.outcome.status.get("failedRollout")
+        if failed_record:
+            digest = {**failed_record, "specDigest": spec_digest(spec)}
+            status_ = {**plan_.outcome.status, "failedRollout": digest}
+            plan_ = Plan(plan_.render, replace(plan_.outcome, status=status_))
         return Plan(plan_.render, plan_.outcome.without_events()) if again else plan_
     return Plan(
         by_number.get(rendered),
@@ -206,13 +270,17 @@ def _track(
         moving = rendered != serving
         verb = f"rolling out v{rendered}" if moving else "scaling"
         text = f"{model}: {verb}, {state.message}."
-        if state.state == "Failed" and failure is not None:
+        if failure is not None:
             text = f"{model} v{rendered}: pods do not become ready: {failure.message}"
         reason = "RollingOut" if moving else "Scaling"
         progressing = ConditionUpdate(PROGRESSING, "True", reason, text)
         reconciling = ConditionUpdate(RECONCILING, "True", reason, text)
         fields |= {"targetVersion": rendered if moving else None}
-        ready = _ready(serving, model, {"readyReplicas": state.available}, text)
+        if moving:
+            ready = _ready(serving, model, {"readyReplicas": state.available}, text)
+        else:  # the served version is short of pods: not ready, with the pods' own reason
+            why = failure.reason if failure is not None else "Scaling"
+            ready = ConditionUpdate(READY, "False", why, text)
     conditions = [ready, progressing, reconciling]
     if refusal is not None:
         conditions += [
@@ -222,7 +290,7 @@ def _track(
             ),
         ]
         if previous_degraded != refusal.reason:
-            event = Event("Warning", refusal.reason, refusal.message)
+            event = Event(_severity(refusal), refusal.reason, refusal.message)
     else:
         conditions += [_not_degraded(), ConditionUpdate(STALLED, "False", ready.reason, text)]
     return _outcome(fields, conditions, event)
@@ -276,7 +344,7 @@ def _failed(
 
 def _refused_only(fields: Obj, refusal: Refusal, previous_degraded: str | None) -> Outcome:
     """Nothing is deployed and the wanted version cannot be: say why, deploy nothing."""
-    fields |= {"replicas": 0, "readyReplicas": 0}
+    fields |= {"replicas": 0, "readyReplicas": 0, "readyReplicasText": "0/0"}
     stalled: ConditionStatus = "True" if refusal.stalled else "False"
     conditions = [
         ConditionUpdate(READY, "False", refusal.reason, refusal.message),
@@ -289,7 +357,12 @@ def _refused_only(fields: Obj, refusal: Refusal, previous_degraded: str | None) 
     ]
     if previous_degraded == refusal.reason:
         return _outcome(fields, conditions)
-    return _outcome(fields, conditions, Event("Warning", refusal.reason, refusal.message))
+    return _outcome(fields, conditions, Event(_severity(refusal), refusal.reason, refusal.message))
+
+
+def _severity(refusal: Refusal) -> EventType:
+    """Normal for a routine wait (the version is not there or not judged yet), else Warning."""
+    return "Normal" if refusal.reason in WAITS and not refusal.stalled else "Warning"
 
 
 def _outcome(fields: Obj, conditions: list[ConditionUpdate], event: Event | None = None) -> Outcome:

@@ -30,6 +30,8 @@ class Rollout:
     replicas: int
     ready: int
     available: int
+    wanted: int = 0
+    """The Deployment's desired replicas."""
 
 
 def rollout(deployment: Obj) -> Rollout:
@@ -42,7 +44,7 @@ def rollout(deployment: Obj) -> Rollout:
     available = int(status.get("availableReplicas") or 0)
 
     def at(state: State, message: str) -> Rollout:
-        return Rollout(state, message, current, ready, available)
+        return Rollout(state, message, current, ready, available, wanted)
 
     if int(status.get("observedGeneration") or 0) < int(
         deployment["metadata"].get("generation", 1)

@@ -47,5 +47,6 @@ CONTROLLER = Controller[ModelVersionInputs](
         Watch(TRAINING_RUNS, versions_of_run),
         Watch(MODEL_DEPLOYMENTS, versions_linked_to),
     ),
+    finalizes=True,
 )
 """ModelVersions, woken by their TrainingRun and by ModelDeployments linked to them."""

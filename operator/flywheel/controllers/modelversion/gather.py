@@ -22,4 +22,14 @@ async def gather(
     deployments = frozenset(
         str(meta_of(d)["name"]) for d in env.store.list(MODEL_DEPLOYMENTS, namespace)
     )
-    return ModelVersionInputs(target.meta, target.spec, target.raw_status, run, deployments)
+    found = meta_of(target.body)
+    return ModelVersionInputs(
+        target.meta,
+        target.spec,
+        target.raw_status,
+        run,
+        deployments,
+        target.status.approval,
+        tuple(found.get("finalizers") or ()),
+        str(found.get("resourceVersion") or ""),
+    )

@@ -16,7 +16,7 @@ from flywheel.controllers.trainingrun.gather import gather
 from flywheel.core.objects import Obj, meta_of, status_of
 from flywheel.core.resources import DATASETS, JOBS, TRAINING_RUNS
 from flywheel.core.statuses import run_finished
-from flywheel.runtime.controller import Controller, Watch
+from flywheel.runtime.controller import Controller, Watch, claim_events
 from flywheel.runtime.store import Store
 
 
@@ -34,6 +34,7 @@ CONTROLLER = Controller[TrainingRunInputs](
     gather=gather,
     decide=decide,
     owns=(JOBS,),
-    watches=(Watch(DATASETS, runs_waiting_for),),
+    watches=(Watch(DATASETS, runs_waiting_for), claim_events(TRAINING_RUNS)),
+    needs_artifacts=lambda target: not run_finished(target.raw_status),
 )
 """TrainingRuns, woken by their Jobs and the Datasets they wait for."""

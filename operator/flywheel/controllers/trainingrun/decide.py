@@ -5,10 +5,13 @@ Succeeded=True (ModelVersion registered, gates judged) or Succeeded=False (the r
 Stalled=True: the spec is immutable, so nothing will change without a new TrainingRun).
 
 Exactly one ModelVersion per run, whenever the operator stops: the controller reads the model's
-versions fresh from the API once the Job has completed; a version labelled with the run's UID is
-the run's own (created before a crash), else the next number is created with the run's UID as
-its identity. The deterministic name `<model>-v<N>` makes the API server refuse a number taken
-meanwhile, and the reconcile is taken again on fresh reads.
+versions fresh from the API once the Job has completed; a version labelled with the run's UID
+whose spec is exactly what this run registers (same artifact and digest, metrics, lineage) is the
+run's own (created before a crash), else the next number is created with the run's UID and spec
+as its identity. The deterministic name `<model>-v<N>` makes the API server refuse a number
+taken meanwhile, and the reconcile is taken again on fresh reads. The run's status names the
+version and its artifact digest: the only version it vouches for (a copied label vouches for
+nothing, see :mod:`flywheel.controllers.modelversion`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
+from flywheel.api.modelversion import ModelVersionSpec
 from flywheel.api.trainingrun import TrainingRunSpec, TrainingRunStatus, ValidationVerdict
 from flywheel.controllers.trainingrun.gates import judge_gates
 from flywheel.controllers.trainingrun.pinning import (
@@ -32,6 +38,7 @@ from flywheel.controllers.trainingrun.render import (
     render_model_version,
     render_training_job,
 )
+from flywheel.core.admission import describe_validation_error
 from flywheel.core.conditions import (
     READY,
     RECONCILING,
@@ -41,7 +48,7 @@ from flywheel.core.conditions import (
     raw_condition,
 )
 from flywheel.core.jobs import job_condition, job_finished, pods_started
-from flywheel.core.objects import Obj, annotations_of, labels_of, meta_of
+from flywheel.core.objects import Obj, annotations_of, holds, labels_of, meta_of
 from flywheel.core.outcome import Create, Ensure, Event, Outcome
 from flywheel.core.podspec import render_artifacts_claim, render_service_account
 from flywheel.core.statuses import RUN_UID, SUCCEEDED, run_finished, version_number
@@ -97,7 +104,7 @@ def waiting(why: Finding, already_waiting: bool) -> Outcome:
             ConditionUpdate(READY, "False", DATASET_NOT_READY, message),
             ConditionUpdate(RECONCILING, "True", "WaitingForDataset", message),
         ),
-        events=() if already_waiting else (Event("Warning", DATASET_NOT_READY, why.message),),
+        events=() if already_waiting else (Event("Normal", DATASET_NOT_READY, why.message),),
     )
 
 
@@ -205,7 +212,7 @@ def succeeded(
             "attempts": pods_started(job),
             "metrics": result.metrics,
             "validation": verdict.model_dump(by_alias=True, mode="json", exclude_none=True),
-            "modelVersionRef": {"name": model_version},
+            "modelVersionRef": {"name": model_version, "sha256": result.sha256},
         },
         conditions=(
             ConditionUpdate(SUCCEEDED, "True", "ModelVersionRegistered", message),
@@ -278,14 +285,37 @@ def register(inputs: TrainingRunInputs, job: Obj, now: datetime) -> Outcome:
         return failed(job, JobFailure(reason="TrainingFailed", message=why), now)
     verdict = judge(inputs.spec, result, annotations_of(job).get(NO_CHAMPION))
     uid = inputs.meta.uid
-    mine = [v for v in inputs.versions if labels_of(v).get(RUN_UID) == uid]
+    mine = [
+        v
+        for v in inputs.versions
+        if labels_of(v).get(RUN_UID) == uid
+        and holds(
+            v.get("spec"),
+            render_model_version(inputs.meta, inputs.spec, result, version_number(v), pinned)[
+                "spec"
+            ],
+        )
+    ]
     if mine:
         return succeeded(job, result, verdict, meta_of(mine[0])["name"], now)
     number = next_version([version_number(v) for v in inputs.versions])
     body = render_model_version(inputs.meta, inputs.spec, result, number, pinned)
+    refused = registrable(body)
+    if refused is not None:
+        return failed(job, JobFailure(reason="TrainingFailed", message=refused), now)
     name = model_version_name(inputs.spec.model, number)
     create = Create(body, identity=(RUN_UID, uid), failpoint=REGISTERED)
     return replace(succeeded(job, result, verdict, name, now), actions=(create,))
+
+
+def registrable(body: Obj) -> str | None:
+    """Why the API server would refuse the ModelVersion (a result outside its schema, e.g.
+    more class labels than a version records), so the run fails once instead of forever."""
+    try:
+        ModelVersionSpec.model_validate(body["spec"])
+    except ValidationError as error:
+        return f"the trained model cannot be registered: {describe_validation_error(error)}"
+    return None
 
 
 def failed_outright(message: str) -> Outcome:
