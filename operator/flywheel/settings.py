@@ -75,6 +75,13 @@ class OperatorSettings(BaseSettings):
     serving_service_account: str = "flywheel-serving"
     """The ServiceAccount of serving pods in each namespace (created like the Jobs' one)."""
 
+    protection_finalizers: bool = True
+    """Protect served ModelVersions (`flywheel.dev/in-use`) and artifacts claims in use
+    (`flywheel.dev/artifacts-protection`) with finalizers. The chart turns it off when the
+    operator's permissions are Roles in the watched namespaces: deleting such a namespace may
+    delete the Role first, and a finalizer the operator can no longer remove would keep the
+    namespace Terminating for ever."""
+
     workers: int = Field(default=4, ge=1, le=64)
     """Reconciles of each kind that run at once (one object is never reconciled twice at
     once)."""

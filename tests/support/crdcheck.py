@@ -61,6 +61,10 @@ _FUNCTIONS: dict[str, Any] = {
         (q.value > other.value) - (q.value < other.value)
     ),
     "sum": _sum,
+    # Kubernetes' strings library (ext.Strings): `s.substring(start)` and `(start, end)`.
+    "substring": lambda text, start, end=None: celtypes.StringType(
+        str(text)[int(start) :] if end is None else str(text)[int(start) : int(end)]
+    ),
 }
 
 

@@ -71,6 +71,13 @@ class FakeCluster:
         found.setdefault("generation", 1)
         found.setdefault("creationTimestamp", "2026-12-01T12:00:00Z")
         found["resourceVersion"] = str(next(self._versions))
+        job = (found.get("labels") or {}).get("job-name")
+        owner = self.objects.get(("jobs", found.get("namespace"), job)) if job else None
+        if obj.get("kind") == "Pod" and owner is not None and "ownerReferences" not in found:
+            # What the Job controller does: its pods name the Job as their controller.
+            found["ownerReferences"] = [
+                {"kind": "Job", "name": job, "uid": owner["metadata"]["uid"], "controller": True}
+            ]
         self.objects[self._key(obj)] = obj
         return copy.deepcopy(obj)
 

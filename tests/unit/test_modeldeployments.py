@@ -382,3 +382,28 @@ def test_scaling_does_not_retry_a_rolled_back_version() -> None:
     assert plan(_meta(generation=2), status, scaled, versions, None).render == versions[0]
     bigger = _spec(policy="LatestValidated", replicas=2, resources={"limits": {"memory": "1Gi"}})
     assert active_failure(status, 3, bigger) is None, "new resources may fix it: try again"
+
+
+def test_a_version_being_deleted_is_not_rolled_out_and_an_unschedulable_pod_says_so() -> None:
+    spec = _spec(policy="LatestValidated")
+    leaving = _signed(2)
+    leaving["metadata"]["deletionTimestamp"] = "2026-12-02T12:00:00Z"
+    versions = [_signed(1), leaving]
+    assert select_version(spec, versions, None, versions[1]) == versions[0], "moves off it"
+    pending = {
+        "metadata": {"name": "p1", "labels": {"flywheel.dev/version": "1"}},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/2 nodes are available: 2 Insufficient memory.",
+                }
+            ],
+        },
+    }
+    found = pod_failure([pending], {})
+    assert found.reason == "Unschedulable"
+    assert "Insufficient memory" in found.message

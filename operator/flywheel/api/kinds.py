@@ -50,6 +50,8 @@ class Kind:
     name_rule: NameRule | None = None
     """What `metadata.name` must be for every child name and label value derived from it to
     fit (a root-level CEL rule in the CRD); None: Kubernetes' own rule (a DNS-1123 subdomain)."""
+    root_rules: tuple[dict[str, str], ...] = ()
+    """CEL rules on the whole object (they may read `metadata.name` and the spec together)."""
     outcome_condition: str | None = None
     """A condition that says how the object ended (TrainingRun: `Succeeded`); an invalid spec
     sets it False too, since that spec can never succeed."""
@@ -146,6 +148,16 @@ MODEL_VERSION = Kind(
     "lineage and metrics; the validation verdict and serving deployments in status.",
     spec=ModelVersionSpec,
     status=ModelVersionStatus,
+    root_rules=(
+        {
+            # (string(int) has no cost bound for the API server: the number is parsed instead)
+            "rule": "self.metadata.name.startsWith(self.spec.model + '-v') && "
+            "self.metadata.name.matches('-v[1-9][0-9]{0,6}$') && "
+            "int(self.metadata.name.substring(size(self.spec.model) + 2)) == self.spec.version",
+            "message": "metadata.name must be <spec.model>-v<spec.version> (e.g. iris-v3): one "
+            "name per version number, so no second object can claim a version's number",
+        },
+    ),
     columns=(
         PrinterColumn("Model", ".spec.model", description="The registered model."),
         PrinterColumn("Version", ".spec.version", type="integer", description="The version."),

@@ -186,8 +186,24 @@ class Approval(ApiModel):
     """Why: e.g. the evaluation the approver looked at."""
 
 
+class VouchedBy(ApiModel):
+    """The run whose verdict `Validated` copies, and the digest it vouched for."""
+
+    training_run: ObjectName
+    """The TrainingRun's name."""
+
+    uid: Annotated[str, Field(max_length=64)]
+    """Its UID (the version's `flywheel.dev/run-uid` label)."""
+
+    sha256: Sha256Hex
+    """The artifact digest the run registered."""
+
+
 class ModelVersionStatus(StatusBase):
     """The observed state of a ModelVersion. Conditions: Ready, Reconciling, Stalled, Validated."""
+
+    vouched_by: VouchedBy | None = None
+    """The run that vouched for this version and digest (written with its verdict)."""
 
     approval: Approval | None = None
     """An approver's sign-off for a version no TrainingRun vouches for (see `Approval`)."""

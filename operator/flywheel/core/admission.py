@@ -109,6 +109,24 @@ def forbidden_outcome(sentence: str, status: Mapping[str, Any]) -> Outcome:
     )
 
 
+NAME_TAKEN = "NameTaken"
+
+
+def name_taken_outcome(sentence: str, status: Mapping[str, Any]) -> Outcome:
+    """A child's name is held by an object someone else made: stalled until it is freed; the
+    Warning Event once per message."""
+    ready = find_condition(parse_conditions(status.get("conditions")), READY)
+    again = ready is not None and ready.reason == NAME_TAKEN and ready.message == sentence
+    return Outcome(
+        conditions=(
+            ConditionUpdate(READY, "False", NAME_TAKEN, sentence),
+            ConditionUpdate(STALLED, "True", NAME_TAKEN, sentence),
+            ConditionUpdate(RECONCILING, "False", NAME_TAKEN, "Waiting for the name to be free."),
+        ),
+        events=() if again else (Event("Warning", NAME_TAKEN, sentence),),
+    )
+
+
 def generic_updates(
     status: Mapping[str, Any], generation: int | None, kind: str, *, valid: bool
 ) -> list[ConditionUpdate]:

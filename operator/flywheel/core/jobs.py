@@ -4,7 +4,7 @@ the result their pod reported through its termination message."""
 from __future__ import annotations
 
 from flywheel.core.conditions import raw_condition
-from flywheel.core.objects import Obj, status_of
+from flywheel.core.objects import Obj, meta_of, status_of
 from flywheel.interfaces.jobs import FailureReason, JobFailure, ReportT, decode_result
 
 
@@ -26,8 +26,12 @@ def pods_started(job: Obj | None) -> int:
 
 
 def read_result(job: Obj | None, pods: list[Obj], report: type[ReportT]) -> ReportT | JobFailure:
-    """The result from the newest pod's termination message, or why there is none."""
-    newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+    """The result from the newest termination message of a pod the Job itself created (its
+    controller owner reference is the Job's uid: a pod someone made with the Job's label
+    reports nothing), or why there is none."""
+    uid = meta_of(job).get("uid")
+    mine = [p for p in pods if uid is None or _created_by(p, str(uid))]
+    newest = sorted(mine, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
     for pod in newest:
         for container in status_of(pod).get("containerStatuses") or ():
             terminated = (container.get("state") or {}).get("terminated")
@@ -42,3 +46,10 @@ def read_result(job: Obj | None, pods: list[Obj], report: type[ReportT]) -> Repo
     reasons = [c.get("reason", "") for c in status_of(job).get("conditions") or ()]
     message = f"the Job ended without a result ({', '.join(r for r in reasons if r)})"
     return JobFailure(reason=FailureReason.NO_RESULT, message=message)
+
+
+def _created_by(pod: Obj, uid: str) -> bool:
+    return any(
+        o.get("uid") == uid and o.get("controller") and o.get("kind") == "Job"
+        for o in meta_of(pod).get("ownerReferences") or ()
+    )

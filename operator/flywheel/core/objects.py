@@ -71,23 +71,3 @@ def controller_of(obj: Obj | None) -> tuple[str, str, str] | None:
 def owned_by(obj: Obj | None, uid: str) -> bool:
     """Whether an owner reference of the object points at this UID."""
     return any(o.get("uid") == uid for o in meta_of(obj).get("ownerReferences") or ())
-
-
-def holds(found: Any, expected: Any) -> bool:
-    """Whether `found` holds every value of `expected` (maps may have more keys; lists match
-    item by item; 1 and 1.0 are equal, as after a JSON round trip)."""
-    if isinstance(expected, dict):
-        return isinstance(found, dict) and all(
-            key in found and holds(found[key], value) for key, value in expected.items()
-        )
-    if isinstance(expected, list):
-        return (
-            isinstance(found, list)
-            and len(found) == len(expected)
-            and all(holds(a, b) for a, b in zip(found, expected, strict=True))
-        )
-    if isinstance(expected, bool) or isinstance(found, bool):
-        return found is expected
-    if isinstance(expected, int | float) and isinstance(found, int | float):
-        return float(found) == float(expected)
-    return bool(found == expected)

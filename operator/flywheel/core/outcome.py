@@ -9,7 +9,7 @@ Decisions build outcomes; nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -37,14 +37,15 @@ class Create:
     """Create the object unless one of its name exists (create-or-get).
 
     With `identity` (a label and its value), an existing object without that label value, or
-    whose spec does not hold every value of `body`'s spec, is someone else's: the rest of the
-    outcome is dropped and the object reconciled again at once, so a decision that raced for a
-    name (a version number) is taken again on fresh reads, and an object made by someone else
-    under the name is never taken for ours.
+    for which `matches` is False, is someone else's: the rest of the outcome is dropped and the
+    object reconciled again at once, so a decision that raced for a name (a version number) is
+    taken again on fresh reads, and an object made by someone else under the name (copying the
+    label) is never taken for ours.
     """
 
     body: Obj
     identity: tuple[str, str] | None = None
+    matches: Callable[[Obj], bool] | None = None
     failpoint: str | None = None
     """Testing only: the operator exits right after this create when the setting names it."""
 

@@ -42,8 +42,13 @@ def serving_version(deployment: Obj | None) -> int | None:
 
 
 def model_of(version: Obj) -> str:
-    """The model a ModelVersion belongs to."""
-    return str((version.get("spec") or {}).get("model", ""))
+    """The model a ModelVersion belongs to; none ("") unless it is named `<model>-v<version>`
+    (the CRD requires it; an object stored before that rule cannot claim a version's number
+    beside the real one)."""
+    spec = version.get("spec") or {}
+    model = str(spec.get("model", ""))
+    name = (version.get("metadata") or {}).get("name")
+    return model if name == f"{model}-v{spec.get('version')}" else ""
 
 
 def version_number(version: Obj) -> int:

@@ -41,9 +41,11 @@ def render_object_schema(kind: Kind) -> Schema:
             "status": status,
         },
     }
-    if kind.name_rule is not None:
-        # Rules at the root may read metadata.name (the schema of metadata itself must stay bare).
-        root["x-kubernetes-validations"] = [kind.name_rule.cel()]
+    # Rules at the root may read metadata.name (the schema of metadata itself must stay bare).
+    rules = [kind.name_rule.cel()] if kind.name_rule is not None else []
+    rules += [dict(r) for r in kind.root_rules]
+    if rules:
+        root["x-kubernetes-validations"] = rules
     return root
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from flywheel.core import resources
 from flywheel.core.admission import status_patch
-from flywheel.core.objects import Obj, holds, labels_of, meta_of
+from flywheel.core.objects import Obj, labels_of, meta_of, owned_by
 from flywheel.core.outcome import Action, Apply, Create, Delete, Ensure, MergePatch, Outcome
 from flywheel.core.resources import Resource
 from flywheel.kube.errors import Conflict, NotFound
@@ -35,6 +35,11 @@ FAILPOINT_EXIT = 17
 class Abandon(Exception):
     """A create lost a race for its name: the outcome is dropped and the object reconciled
     again at once, on fresh reads."""
+
+
+class NameTaken(Exception):
+    """A child's name is held by an object this owner did not create (no controller owner
+    reference to it): never adopted; the owner says so until the name is free."""
 
 
 Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -93,8 +98,8 @@ class Actor:
     async def perform(self, action: Action, log: Log) -> None:
         """One action."""
         match action:
-            case Create(body=child, identity=identity, failpoint=failpoint):
-                await self._create(child, identity, log)
+            case Create(body=child, identity=identity, matches=matches, failpoint=failpoint):
+                await self._create(child, identity, matches, log)
                 if failpoint and failpoint == self.env.settings.failpoint:
                     log.warning("failpoint %s: exiting", failpoint)
                     os._exit(FAILPOINT_EXIT)
@@ -117,7 +122,13 @@ class Actor:
                     raise Abandon(f"{ref} changed while it was patched") from error
                 self.env.store.wrote(resources.BY_KIND[(ref.api_version, ref.kind)], answer)
 
-    async def _create(self, child: Obj, identity: tuple[str, str] | None, log: Log) -> None:
+    async def _create(
+        self,
+        child: Obj,
+        identity: tuple[str, str] | None,
+        matches: Callable[[Obj], bool] | None,
+        log: Log,
+    ) -> None:
         resource = _resource(child)
         try:
             answer = await self.env.kube.create(child)
@@ -128,10 +139,16 @@ class Actor:
                 raise Abandon(
                     f"{child['kind']} {found['name']} was deleted as it was created"
                 ) from None
-            if identity is not None and not (
-                labels_of(existing).get(identity[0]) == identity[1]
-                and holds(existing.get("spec"), child.get("spec"))
-            ):
+            owner = _controller_uid(child)
+            if owner is not None and not owned_by(existing, owner):
+                raise NameTaken(
+                    f"{child['kind']} {found['name']} exists and was not created by this object "
+                    "(it has no owner reference to it), so it is never adopted: delete it, or "
+                    "create this object under another name."
+                ) from None
+            if (identity is not None and labels_of(existing).get(identity[0]) != identity[1]) or (
+                matches is not None and not matches(existing)
+            ):  # made by someone else under the name: decide again (another number)
                 raise Abandon(f"{child['kind']} {found['name']} is taken") from None
             self.env.store.wrote(resource, existing)
             return
@@ -153,3 +170,11 @@ class Actor:
 
 def _resource(body: Obj) -> Resource:
     return resources.BY_KIND[(str(body["apiVersion"]), str(body["kind"]))]
+
+
+def _controller_uid(body: Obj) -> str | None:
+    """The uid of the child's controlling owner, as the body sets it."""
+    for owner in meta_of(body).get("ownerReferences") or ():
+        if owner.get("controller"):
+            return str(owner.get("uid"))
+    return None

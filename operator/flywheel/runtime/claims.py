@@ -32,8 +32,8 @@ RETRY_SECONDS = 5.0
 class ClaimGuard:
     """Adds the protection finalizer to a namespace's artifacts claim while it is in use."""
 
-    def __init__(self, kube: KubeApi, store: Store, claim: str) -> None:
-        self.kube, self.store, self.claim = kube, store, claim
+    def __init__(self, kube: KubeApi, store: Store, claim: str, *, protect: bool = True) -> None:
+        self.kube, self.store, self.claim, self.protect = kube, store, claim, protect
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
 
@@ -57,7 +57,7 @@ class ClaimGuard:
         claim = self.store.get(CLAIMS, namespace, self.claim)
         if claim is None:
             return
-        in_use = any(self.store.list(resource, namespace) for resource in USERS)
+        in_use = self.protect and any(self.store.list(resource, namespace) for resource in USERS)
         patch = protection(claim, in_use)
         if patch is None:
             return

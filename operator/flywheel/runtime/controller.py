@@ -111,6 +111,9 @@ class Controller(Generic[InputsT]):
     needs_artifacts: Callable[[Target[Any, Any]], bool] = _never
     """Whether the object needs the namespace's artifacts claim now; it then waits with reason
     `ArtifactsUnavailable` while the claim is being deleted (:mod:`flywheel.core.claims`)."""
+    status_wakes: tuple[str, ...] = ()
+    """Top-level status fields that people (not only the operator) write: a change of one wakes
+    the object (by default a status-only change does not: the operator wrote it)."""
     finalizes: bool = False
     """Objects being deleted are reconciled too (the kind holds a finalizer it must release);
     otherwise a deleting object is left alone."""

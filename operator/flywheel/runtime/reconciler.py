@@ -26,13 +26,19 @@ from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flywheel.core.admission import forbidden_outcome, invalid_spec_outcome, legacy_cleanup
+from flywheel.core.admission import (
+    forbidden_outcome,
+    invalid_spec_outcome,
+    legacy_cleanup,
+    name_taken_outcome,
+)
 from flywheel.core.claims import claim_finding, unavailable
+from flywheel.core.outcome import Outcome
 from flywheel.core.resources import CLAIMS
 from flywheel.core.target import InvalidSpec, parse_target
 from flywheel.kube.errors import Forbidden, KubeError, Unavailable
 from flywheel.opmetrics import OperatorMetrics
-from flywheel.runtime.act import Abandon, Actor, Log
+from flywheel.runtime.act import Abandon, Actor, Log, NameTaken
 from flywheel.runtime.controller import Controller, Env
 from flywheel.runtime.queue import Backoff, WorkQueue
 
@@ -148,6 +154,12 @@ class Reconciler:
             await self._forbidden(key, error, log)
             self.queue.add_after(key, FORBIDDEN_RETRY)
             return "forbidden"
+        except NameTaken as taken:
+            sentence = str(taken)
+            log.warning("%s", sentence)
+            await self._report(key, lambda status: name_taken_outcome(sentence, status), log)
+            self.queue.add_after(key, FORBIDDEN_RETRY)
+            return "name_taken"
         except KubeError as error:
             delay = self.queue.retry(key, ERRORS)
             log.error("the API server refused: %s; retrying in %.0fs", error, delay)
@@ -209,10 +221,16 @@ class Reconciler:
 
     async def _forbidden(self, key: Key, error: Forbidden, log: Log) -> None:
         log.warning("the operator is not allowed to do its work: %s", error.sentence)
+        await self._report(key, lambda status: forbidden_outcome(error.sentence, status), log)
+
+    async def _report(
+        self, key: Key, outcome_of: Callable[[dict[str, Any]], Outcome], log: Log
+    ) -> None:
+        """Write an outcome the reconcile could not reach (it raised) on the object."""
         body = self.env.store.get(self.controller.resource, *key)
         if body is None:
             return
-        outcome = forbidden_outcome(error.sentence, body.get("status") or {})
+        outcome = outcome_of(body.get("status") or {})
         try:
             await self.actor.act(body, self.kind, outcome, self.clock(), log)
         except KubeError as again:

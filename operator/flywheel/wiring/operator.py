@@ -95,7 +95,12 @@ class Operator:
             for c in self.controllers
         ]
         self.tasks = [asyncio.create_task(r.run()) for r in self.router.reconcilers]
-        guard = ClaimGuard(kube, self.store, self.settings.artifacts_claim)
+        guard = ClaimGuard(
+            kube,
+            self.store,
+            self.settings.artifacts_claim,
+            protect=self.settings.protection_finalizers,
+        )
         self.router.listeners = [guard.changed]  # before kopf's watches list anything
         self.tasks.append(asyncio.create_task(self.statuses.run()))
         self.tasks.append(asyncio.create_task(self.events.run()))

@@ -22,10 +22,13 @@ from flywheel.runtime.store import CachedStore
 Fingerprint = tuple[Any, ...]
 
 
-def fingerprint(body: Obj) -> Fingerprint:
-    """What a change must touch to concern the object's own reconcile."""
+def fingerprint(body: Obj, status_fields: tuple[str, ...] = ()) -> Fingerprint:
+    """What a change must touch to concern the object's own reconcile (`status_fields`: the
+    status fields people write, e.g. a ModelVersion's approval)."""
     found = meta_of(body)
+    status = body.get("status") or {}
     return (
+        repr([status.get(f) for f in status_fields]),
         found.get("generation"),
         tuple(sorted((found.get("labels") or {}).items())),
         tuple(sorted((found.get("annotations") or {}).items())),
@@ -65,7 +68,9 @@ class Router:
     ) -> Iterable[str]:
         controller = reconciler.controller
         name = str(meta_of(obj).get("name"))
-        if resource == controller.resource and self._changed(resource, obj, gone):
+        if resource == controller.resource and self._changed(
+            resource, obj, gone, controller.status_wakes
+        ):
             yield name
         if resource in controller.owns:
             owner = controller_of(obj)
@@ -75,13 +80,15 @@ class Router:
             if watch.resource == resource:
                 yield from watch.map(obj, self.store)
 
-    def _changed(self, resource: Resource, obj: Obj, gone: bool) -> bool:
+    def _changed(
+        self, resource: Resource, obj: Obj, gone: bool, status_fields: tuple[str, ...] = ()
+    ) -> bool:
         found = meta_of(obj)
         key = (resource.plural, str(found.get("namespace")), str(found.get("name")))
         if gone:
             self._seen.pop(key, None)
             return True
-        now = fingerprint(obj)
+        now = fingerprint(obj, status_fields)
         if self._seen.get(key) == now:
             return False
         self._seen[key] = now

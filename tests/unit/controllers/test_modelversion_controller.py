@@ -376,3 +376,58 @@ async def test_a_served_version_is_protected_from_deletion_until_nothing_serves_
     await h.reconcile("iris-v1")
     meta = h.cluster.obj(MODEL_VERSIONS, NS, "iris-v1")["metadata"]
     assert meta["finalizers"] == ["someone.else/keep"], "released; the other stays"
+
+
+async def test_a_forgery_validated_by_an_older_operator_is_judged_again() -> None:
+    """Validated=True GatesPassed copied before runs named their version: the run names another
+    version, so the verdict no longer holds."""
+    h = Harness(CONTROLLER)
+    h.cluster.add(_training_run(PASSED))
+    forged = _forged()
+    forged["metadata"]["labels"][RUN_UID] = "uid-iris-rf-1"
+    forged["status"] = {
+        "conditions": [
+            {"type": "Validated", "status": "True", "reason": "GatesPassed", "message": "old"}
+        ]
+    }
+    h.cluster.add(forged)
+    await h.reconcile("iris-v2")
+    assert h.condition(MODEL_VERSIONS, "iris-v2", "Validated") == ("False", "Unvouched")
+
+
+async def test_a_run_that_registered_before_digests_were_recorded_still_vouches() -> None:
+    h = Harness(CONTROLLER)
+    h.cluster.add(
+        {
+            **_training_run(PASSED),
+            "status": {"modelVersionRef": {"name": "iris-v1"}, "validation": PASSED},
+        }
+    )
+    h.cluster.add(_model_version())
+    await h.reconcile("iris-v1")
+    assert h.condition(MODEL_VERSIONS, "iris-v1", "Validated") == ("True", "GatesPassed")
+
+
+async def test_a_verdict_written_by_hand_is_judged_again() -> None:
+    h = Harness(CONTROLLER)
+    made = _forged(name="imported")
+    del made["metadata"]["labels"][RUN_UID]
+    made["status"] = {
+        "conditions": [
+            {"type": "Validated", "status": "True", "reason": "GatesPassed", "message": "trust me"}
+        ]
+    }
+    h.cluster.add(made)
+    await h.reconcile("imported")
+    assert h.condition(MODEL_VERSIONS, "imported", "Validated") == ("False", "NoVerdict")
+
+    vouched = Harness(CONTROLLER)
+    vouched.cluster.add(_training_run(PASSED))
+    vouched.cluster.add(_model_version())
+    await vouched.reconcile("iris-v1")
+    status = vouched.status(MODEL_VERSIONS, "iris-v1")
+    assert status["vouchedBy"] == {
+        "trainingRun": "iris-rf-1",
+        "uid": "uid-iris-rf-1",
+        "sha256": SHA,
+    }

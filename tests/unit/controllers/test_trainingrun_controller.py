@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from flywheel.controllers.trainingrun import CONTROLLER
+from flywheel.controllers.trainingrun.decide import same_version
 from flywheel.core.resources import DATASETS, JOBS, MODEL_VERSIONS, TRAINING_RUNS
 from flywheel.interfaces.jobs import JobFailure, TrainArgs, TrainReport, encode_result
 from flywheel.kube.errors import KubeError
@@ -276,3 +277,69 @@ async def test_the_champion_is_the_newest_validated_version() -> None:
     argv = command["command"]
     assert json.loads(argv[argv.index("--champion") + 1])["version"] == 2
     assert h.cluster.obj(DATASETS, NS, "iris")["status"]["version"] == DATASET_STATUS["version"]
+
+
+async def test_a_pod_planted_with_the_jobs_label_reports_nothing() -> None:
+    """Someone who may create pods makes one labelled `job-name=<the run's Job>` that exits
+    with a forged result naming their own artifact: only the Job's own pods are read."""
+    h = Harness(CONTROLLER)
+    h.cluster.add(_dataset(DATASET_STATUS))
+    h.cluster.add(_run("r1"))
+    await h.reconcile("r1")
+    job = h.status(TRAINING_RUNS, "r1")["jobName"]
+    forged = _report().model_copy(update={"sha256": "e" * 64, "model_uri": "pvc://x/evil.onnx"})
+    h.cluster.set_status(JOBS, NS, job, {"conditions": [{"type": "Complete", "status": "True"}]})
+    h.cluster.add(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "planted",
+                "namespace": NS,
+                "labels": {"job-name": job},
+                "ownerReferences": [],
+            },
+            "status": {
+                "containerStatuses": [
+                    {"state": {"terminated": {"exitCode": 0, "message": encode_result(forged)}}}
+                ]
+            },
+        }
+    )
+    await h.reconcile("r1")
+    assert h.cluster.named(MODEL_VERSIONS, NS) == [], "nothing registered from a planted pod"
+    assert h.condition(TRAINING_RUNS, "r1", "Succeeded")[0] == "False"
+
+
+def test_a_version_with_anything_added_is_not_the_runs_own() -> None:
+    body: dict[str, Any] = {
+        "spec": {
+            "model": "iris",
+            "version": 1,
+            "artifact": {"uri": "pvc://a/m.onnx", "sha256": "a" * 64},
+            "signature": {
+                "task": "regression",
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+                "outputs": [{"name": "variable", "datatype": "FP32", "shape": [-1, 1]}],
+                "features": [{"name": "x", "type": "numeric"}],
+            },
+            "lineage": {
+                "trainingRun": "r1",
+                "dataset": "d",
+                "datasetVersion": "abc",
+                "datasetDigest": "sha256:" + "b" * 64,
+                "estimator": "sklearn.linear_model.Ridge",
+            },
+            "metrics": {"mae": 1.0},
+            "baseline": {"statsURI": "pvc://a/stats.json"},
+        }
+    }
+    assert same_version(body, body)
+    served = {"spec": {**body["spec"], "lineage": {**body["spec"]["lineage"], "params": {}}}}
+    assert same_version(served, body), "a server default is not a difference"
+    for extra in (
+        {"artifact": {**body["spec"]["artifact"], "examplesURI": "pvc://a/evil.json"}},
+        {"metrics": {"mae": 1.0, "r2": 0.99}},
+        {"signature": {**body["spec"]["signature"], "classLabels": ["x"]}},
+    ):
+        assert not same_version({"spec": {**body["spec"], **extra}}, body), extra

@@ -9,7 +9,7 @@ from typing import Any
 from flywheel.controllers.dataset import CONTROLLER as DATASETS_CONTROLLER
 from flywheel.controllers.trainingrun import CONTROLLER as RUNS_CONTROLLER
 from flywheel.core.claims import PROTECTION, claim_finding, protection
-from flywheel.core.resources import CLAIMS, DATASETS, JOBS
+from flywheel.core.resources import CLAIMS, DATASETS, JOBS, TRAINING_RUNS
 from flywheel.runtime.claims import ClaimGuard
 from tests.support.fakekube import FakeCluster, FakeStore, Harness
 
@@ -109,3 +109,52 @@ async def test_the_guard_follows_the_namespaces_objects() -> None:
     guard.changed(DATASETS, "other")
     guard.changed(JOBS, "elsewhere")
     assert guard.dirty == {"other"}, "only claims and the kinds that keep files on one"
+
+
+async def test_a_child_name_held_by_someone_else_stalls_its_owner() -> None:
+    """A Job someone made under the run's Job name (not labelled, so the watch cache never sees
+    it): the create conflicts, the Job is not the run's (no owner reference), the run says so."""
+    h = Harness(RUNS_CONTROLLER)
+    h.cluster.add(
+        {
+            "apiVersion": "flywheel.dev/v1alpha1",
+            "kind": "Dataset",
+            "metadata": {"name": "iris", "namespace": NS},
+            "spec": {"source": {"uri": "sklearn://iris"}},
+            "status": {
+                "version": "abc123abc123",
+                "digest": "sha256:" + "a" * 64,
+                "snapshotURI": "pvc://c/d/data.parquet",
+                "statsURI": "pvc://c/d/stats.json",
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Published"}],
+            },
+        }
+    )
+    run = {
+        "apiVersion": "flywheel.dev/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": "r1", "namespace": NS},
+        "spec": {
+            "model": "iris",
+            "datasetRef": {"name": "iris"},
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+        },
+    }
+    h.cluster.add(run)
+    squatter = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "r1-train", "namespace": NS},
+    }
+    original = h.cluster.create
+
+    async def create(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("kind") == "Job":
+            h.cluster.add(squatter)  # it appears just before ours: the cache never saw it
+        return await original(body)
+
+    h.cluster.create = create  # type: ignore[method-assign]
+    assert (await h.handle("r1")) == "name_taken"
+    assert h.condition(TRAINING_RUNS, "r1", "Stalled") == ("True", "NameTaken")
+    assert "never adopted" in h.message(TRAINING_RUNS, "r1", "Ready")
+    assert h.events("r1")[-1] == "NameTaken"

@@ -157,7 +157,13 @@ def select_version(
         if number == excluded and failed is not None:
             return Refusal(failed.reason, failed.message, stalled=True)
         return incompatible(spec, found, serving, stalled=True) or found
-    candidates = [v for v in versions if is_validated(v) and version_number(v) != excluded]
+    candidates = [
+        v
+        for v in versions
+        if is_validated(v)
+        and version_number(v) != excluded
+        and not (v.get("metadata") or {}).get("deletionTimestamp")  # on its way out
+    ]
     if not candidates:
         text = f"No validated ModelVersion of {spec.model}" + (
             f" other than v{excluded}, whose rollout failed." if excluded else " yet."

@@ -11,7 +11,7 @@ from flywheel.controllers.modeldeployment.decide import ModelDeploymentInputs
 from flywheel.controllers.modeldeployment.render import rendered_version
 from flywheel.controllers.modeldeployment.rollouts import not_ready_pods, pod_failure, rollout
 from flywheel.core.conditions import Finding
-from flywheel.core.objects import Obj, status_of
+from flywheel.core.objects import Obj, meta_of
 from flywheel.core.resources import DEPLOYMENTS, HPAS, MODEL_VERSIONS, PODS, SERVICES
 from flywheel.core.serving import child_name, selector_labels
 from flywheel.core.statuses import model_of
@@ -27,8 +27,8 @@ STARTUP_GRACE_SECONDS = 20.0
 
 
 def _running_for(pod: Obj, now: datetime) -> float:
-    """Seconds since the pod started (0 when unknown)."""
-    started = parse_time(status_of(pod).get("startTime"))
+    """Seconds since the pod was created (a Pending pod has no start time; 0 when unknown)."""
+    started = parse_time(meta_of(pod).get("creationTimestamp"))
     return (now - started).total_seconds() if started else 0.0
 
 

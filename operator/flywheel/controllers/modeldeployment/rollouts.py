@@ -90,6 +90,10 @@ def pod_failure(pods: list[Obj], readiness: dict[str, str]) -> Finding:
             if terminated:
                 reason = terminated.get("reason") or "Terminated"
                 return Finding(reason, f"pod {name}: {terminated.get('message') or reason}")
+        scheduled = raw_condition(pod.get("status"), "PodScheduled")
+        if scheduled.get("status") == "False":
+            why = scheduled.get("reason") or "Unschedulable"
+            return Finding(str(why), f"pod {name}: {scheduled.get('message') or why}")
         text = readiness.get(name)
         if text:
             message = _error_text(text)

@@ -48,5 +48,6 @@ CONTROLLER = Controller[ModelVersionInputs](
         Watch(MODEL_DEPLOYMENTS, versions_linked_to),
     ),
     finalizes=True,
+    status_wakes=("approval", "conditions"),  # an approver's write (or a forged verdict)
 )
 """ModelVersions, woken by their TrainingRun and by ModelDeployments linked to them."""

@@ -58,12 +58,15 @@ class ModelVersionInputs:
     """An approver's sign-off (`status.approval`)."""
     finalizers: tuple[str, ...] = ()
     resource_version: str = ""
+    protect: bool = True
+    """Protection finalizers are on (`FLYWHEEL_PROTECTION_FINALIZERS`)."""
 
 
 def protection(inputs: ModelVersionInputs, served_by: list[str]) -> tuple[Action, ...]:
     """Add the in-use finalizer while served, remove it once not (conditional on the version's
     resourceVersion, so no other finalizer is lost to a concurrent change)."""
     held = IN_USE in inputs.finalizers
+    served_by = served_by if inputs.protect else []
     if bool(served_by) == held:
         return ()
     kept = [f for f in inputs.finalizers if f != IN_USE] + ([IN_USE] if served_by else [])
@@ -96,9 +99,37 @@ def vouching_run(meta: Meta, spec: ModelVersionSpec, run: Obj | None) -> Obj | N
     if run is None or not uid or meta_of(run).get("uid") != uid:
         return None
     registered = status_of(run).get("modelVersionRef") or {}
-    if registered.get("name") != meta.name or registered.get("sha256") != spec.artifact.sha256:
-        return None
+    digest = registered.get("sha256")
+    if registered.get("name") != meta.name or digest not in (None, spec.artifact.sha256):
+        return None  # (a run that registered before digests were recorded names only the version)
     return run
+
+
+def verdict_holds(inputs: ModelVersionInputs, reason: str | None) -> bool:
+    """A run's verdict already copied still stands: it names this version's run and digest (or,
+    copied by an operator before vouchers were recorded, its run is gone), and the run does not
+    name another version. A verdict written by hand is judged again."""
+    if reason not in FINAL or contradicted(inputs):
+        return False
+    vouched = inputs.raw_status.get("vouchedBy") or {}
+    if vouched:
+        return bool(
+            vouched.get("sha256") == inputs.spec.artifact.sha256
+            and vouched.get("uid") == inputs.meta.labels.get(RUN_UID)
+        )
+    run, uid = inputs.run, inputs.meta.labels.get(RUN_UID)
+    run_gone = run is None or meta_of(run).get("uid") != uid
+    return bool(uid) and run_gone and inputs.raw_status.get("validation") is not None
+
+
+def contradicted(inputs: ModelVersionInputs) -> bool:
+    """The run labelled as this version's registered another version or digest: a verdict
+    copied before runs named their version (an older operator) no longer holds."""
+    run, uid = inputs.run, inputs.meta.labels.get(RUN_UID)
+    if run is None or not uid or meta_of(run).get("uid") != uid:
+        return False
+    registered = status_of(run).get("modelVersionRef") or {}
+    return bool(registered) and vouching_run(inputs.meta, inputs.spec, run) is None
 
 
 def decide(inputs: ModelVersionInputs, now: datetime) -> Outcome:
@@ -118,14 +149,24 @@ def decide(inputs: ModelVersionInputs, now: datetime) -> Outcome:
         )
     status = inputs.raw_status
     before = raw_condition(status, VALIDATED)
-    if before.get("reason") in FINAL:
+    if verdict_holds(inputs, before.get("reason")):
         return Outcome(actions=unlinks)
     run_name = inputs.spec.lineage.training_run
     run = vouching_run(inputs.meta, inputs.spec, inputs.run)
     if run is not None:
         verdict = status_of(run).get("validation")
         if verdict is not None:
-            return replace(judged(verdict, run_name, inputs.spec.metrics), actions=unlinks)
+            outcome = judged(verdict, run_name, inputs.spec.metrics)
+            vouched = {
+                "trainingRun": run_name,
+                "uid": meta_of(run).get("uid"),
+                "sha256": inputs.spec.artifact.sha256,
+            }
+            if before.get("reason") in FINAL:
+                outcome = outcome.without_events()  # the same verdict, now with its voucher
+            return replace(
+                outcome, status={**outcome.status, "vouchedBy": vouched}, actions=unlinks
+            )
     if _registering(inputs):
         return Outcome(actions=unlinks)  # the run's status, once it names us, wakes us
     outcome = unvouched(inputs)

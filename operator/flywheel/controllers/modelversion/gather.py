@@ -32,4 +32,5 @@ async def gather(
         target.status.approval,
         tuple(found.get("finalizers") or ()),
         str(found.get("resourceVersion") or ""),
+        env.settings.protection_finalizers,
     )

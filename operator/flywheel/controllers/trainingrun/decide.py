@@ -48,7 +48,7 @@ from flywheel.core.conditions import (
     raw_condition,
 )
 from flywheel.core.jobs import job_condition, job_finished, pods_started
-from flywheel.core.objects import Obj, annotations_of, holds, labels_of, meta_of
+from flywheel.core.objects import Obj, annotations_of, labels_of, meta_of, owned_by
 from flywheel.core.outcome import Create, Ensure, Event, Outcome
 from flywheel.core.podspec import render_artifacts_claim, render_service_account
 from flywheel.core.statuses import RUN_UID, SUCCEEDED, run_finished, version_number
@@ -238,7 +238,7 @@ def decide(inputs: TrainingRunInputs, now: datetime) -> Outcome:
     if inputs.status.job_name is None:
         if job is None:
             return start(inputs, now)
-        pinned = pinned_from_job(job)
+        pinned = pinned_from_job(job) if owned_by(job, inputs.meta.uid) else None
         if pinned is None:
             return failed_outright(f"Job {meta_of(job)['name']} is not this run's training Job.")
         return started(job, pinned.version, pinned.digest, now)
@@ -289,11 +289,8 @@ def register(inputs: TrainingRunInputs, job: Obj, now: datetime) -> Outcome:
         v
         for v in inputs.versions
         if labels_of(v).get(RUN_UID) == uid
-        and holds(
-            v.get("spec"),
-            render_model_version(inputs.meta, inputs.spec, result, version_number(v), pinned)[
-                "spec"
-            ],
+        and same_version(
+            v, render_model_version(inputs.meta, inputs.spec, result, version_number(v), pinned)
         )
     ]
     if mine:
@@ -304,8 +301,25 @@ def register(inputs: TrainingRunInputs, job: Obj, now: datetime) -> Outcome:
     if refused is not None:
         return failed(job, JobFailure(reason="TrainingFailed", message=refused), now)
     name = model_version_name(inputs.spec.model, number)
-    create = Create(body, identity=(RUN_UID, uid), failpoint=REGISTERED)
+    create = Create(
+        body,
+        identity=(RUN_UID, uid),
+        matches=lambda existing: same_version(existing, body),
+        failpoint=REGISTERED,
+    )
     return replace(succeeded(job, result, verdict, name, now), actions=(create,))
+
+
+def same_version(found: Obj, rendered: Obj) -> bool:
+    """Whether an existing ModelVersion is exactly the one this run registers: equal specs once
+    both are read as the API type (server defaults applied to both; nothing added, e.g. an
+    `examplesURI` or metrics the run never reported)."""
+    try:
+        mine = ModelVersionSpec.model_validate(rendered["spec"])
+        theirs = ModelVersionSpec.model_validate(found.get("spec") or {})
+    except ValidationError:
+        return False
+    return theirs.model_dump(mode="json") == mine.model_dump(mode="json")
 
 
 def registrable(body: Obj) -> str | None:
