@@ -32,11 +32,12 @@ def test_a_run_trains_exports_and_registers_a_verified_version(
     assert status["metrics"]["accuracy"] >= 0.85
     assert status["observedGeneration"] == run["metadata"]["generation"]
     assert cond(run, "Ready")["status"] == "True"
-    assert status["modelVersionRef"] == {"name": "iris-v1"}
+    assert status["modelVersionRef"]["name"] == "iris-v1"
 
     k("wait", "--for=condition=Validated", "--timeout=60s", "modelversion/iris-v1")
     (version,) = versions(k, "iris")
     spec = version["spec"]
+    assert status["modelVersionRef"]["sha256"] == spec["artifact"]["sha256"], "what it vouches for"
     model = artifact_path(k, spec["artifact"]["uri"]).read_bytes()
     assert hashlib.sha256(model).hexdigest() == spec["artifact"]["sha256"]
     assert spec["lineage"]["datasetDigest"] == dataset["status"]["digest"]
@@ -132,7 +133,10 @@ def test_a_crash_after_registration_still_yields_exactly_one_version(
     found = versions(k, "iris")
     assert [v["metadata"]["name"] for v in found] == ["iris-v1"]
     run = get(k, "trainingrun", "iris-rf-1")
-    assert run["status"]["modelVersionRef"] == {"name": "iris-v1"}
+    assert run["status"]["modelVersionRef"] == {
+        "name": "iris-v1",
+        "sha256": found[0]["spec"]["artifact"]["sha256"],
+    }, "the version created before the crash is adopted: its spec is exactly the run's"
     assert found[0]["metadata"]["labels"]["flywheel.dev/run-uid"] == run["metadata"]["uid"]
 
 

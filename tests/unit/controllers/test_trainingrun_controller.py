@@ -343,3 +343,23 @@ def test_a_version_with_anything_added_is_not_the_runs_own() -> None:
         {"signature": {**body["spec"]["signature"], "classLabels": ["x"]}},
     ):
         assert not same_version({"spec": {**body["spec"], **extra}}, body), extra
+
+
+async def test_a_version_without_the_model_label_still_holds_its_number() -> None:
+    """Numbers are taken by name (`<model>-v<N>`): an unlabelled version is counted, so the
+    run registers the next number instead of losing the race for a taken one for ever."""
+    h = Harness(CONTROLLER)
+    h.cluster.add(_dataset(DATASET_STATUS))
+    h.cluster.add(_run("r1"))
+    await h.reconcile("r1")
+    h.cluster.add(
+        {
+            "apiVersion": "flywheel.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": "iris-v1", "namespace": NS},
+            "spec": {"model": "iris", "version": 1},
+        }
+    )
+    _finish(h, "r1", _report())
+    assert await h.handle("r1") == "success"
+    assert h.status(TRAINING_RUNS, "r1")["modelVersionRef"]["name"] == "iris-v2"

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from flywheel.api.common import API_GROUP
 from flywheel.api.trainingrun import TrainingRunSpec, TrainingRunStatus
 from flywheel.controllers.trainingrun.decide import TrainingRunInputs
 from flywheel.controllers.trainingrun.render import job_name
@@ -55,6 +54,8 @@ async def gather(
     pods = await env.kube.list(PODS, namespace, {"job-name": job_name(meta.name)})
     versions = []
     if state == "Complete":
-        found = await env.kube.list(MODEL_VERSIONS, namespace, {f"{API_GROUP}/model": spec.model})
+        # Every version of the namespace, labelled or not: a number is taken by its name
+        # (`<model>-v<N>`), whatever labels the object carries.
+        found = await env.kube.list(MODEL_VERSIONS, namespace)
         versions = [v for v in found if model_of(v) == spec.model]
     return replace(inputs, job=job, versions=versions, result=read_result(job, pods, TrainReport))
