@@ -94,12 +94,17 @@ def _already_stalled(status: Mapping[str, Any], generation: int | None, message:
     )
 
 
+def ready_says(status: Mapping[str, Any], reason: str, message: str) -> bool:
+    """Whether `Ready` already says this (its Event was posted)."""
+    ready = find_condition(parse_conditions(status.get("conditions")), READY)
+    return ready is not None and ready.reason == reason and ready.message == message
+
+
 def forbidden_outcome(sentence: str, status: Mapping[str, Any]) -> Outcome:
     """The operator's own permissions are missing: say so on the object, with the API server's
     sentence, and in a Warning Event once per message."""
     message = f"The operator is not allowed to do its work: {sentence}"
-    ready = find_condition(parse_conditions(status.get("conditions")), READY)
-    again = ready is not None and ready.reason == FORBIDDEN and ready.message == message
+    again = ready_says(status, FORBIDDEN, message)
     return Outcome(
         conditions=(
             ConditionUpdate(READY, "False", FORBIDDEN, message),
@@ -115,8 +120,7 @@ NAME_TAKEN = "NameTaken"
 def name_taken_outcome(sentence: str, status: Mapping[str, Any]) -> Outcome:
     """A child's name is held by an object someone else made: stalled until it is freed; the
     Warning Event once per message."""
-    ready = find_condition(parse_conditions(status.get("conditions")), READY)
-    again = ready is not None and ready.reason == NAME_TAKEN and ready.message == sentence
+    again = ready_says(status, NAME_TAKEN, sentence)
     return Outcome(
         conditions=(
             ConditionUpdate(READY, "False", NAME_TAKEN, sentence),
