@@ -12,19 +12,24 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from drift.streams import CATEGORICAL, FEATURES, NUMERIC, Frame
-from flywheel.data.schema import Feature, ResolvedSchema
-from flywheel.data.stats import bin_counts, compute_stats
+from flywheel.api.dataset import DatasetSpec
+from flywheel.artifacts import ArtifactStore
+from flywheel.data.stats import bin_counts
 from flywheel.drift.baseline import FeatureBaseline, feature_baselines, feature_drift
 from flywheel.drift.statistics import Method
+from flywheel.jobs.ingest import ingest
 from flywheel_serving.bins import CategoricalBins, NumericBins
 
 Counts = dict[str, np.ndarray[Any, Any]]
@@ -52,15 +57,24 @@ class Ours:
         for name in CATEGORICAL:
             data[name] = frame.categorical[name]
         data["label"] = np.arange(len(data)) % 2
-        schema = ResolvedSchema(
-            label="label",
-            label_type="categorical",
-            features=tuple(
-                Feature(n, "numeric" if n in NUMERIC else "categorical") for n in FEATURES
-            ),
-            dropped=(),
-        )
-        stats = compute_stats(data, schema, bins=10, top_k=20, identity={"name": "bench"})
+        features = [
+            {"name": n, "type": "numeric" if n in NUMERIC else "categorical"} for n in FEATURES
+        ]
+        with tempfile.TemporaryDirectory() as scratch:
+            source = Path(scratch) / "reference.parquet"
+            data.to_parquet(source, index=False)
+            spec = DatasetSpec.model_validate(
+                {
+                    "source": {"uri": f"file://{source}"},
+                    "schema": {"label": "label", "features": features},
+                    "statistics": {"bins": 10, "topK": 20},
+                }
+            )
+            store = ArtifactStore(Path(scratch))
+            report = ingest(
+                spec, namespace="bench", name="ref", claim="c", store=store, previous_digest=None
+            )
+            stats: dict[str, Any] = json.loads(store.read_bytes(report.stats_uri))
         by_name = {f["name"]: f for f in stats["features"]}
         numeric = NumericBins.build([(n, list(by_name[n]["histogram"]["edges"])) for n in NUMERIC])
         categorical = [

@@ -48,14 +48,32 @@ class ArtifactStore:
 
     def publish(self, uri: str, files: dict[str, bytes]) -> bool:
         """Store a directory of files at once; False (and nothing written) if it exists."""
-        target = self.path(uri)
-        if target.exists():
+        if self.exists(uri):
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        parent, _, _ = uri.rpartition("/")
+        staging = self.stage(parent)
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
+        return self.publish_directory(staging, uri, tuple(files))
+
+    def stage(self, parent_uri: str) -> Path:
+        """A new private directory under `parent_uri`, on the same file system as what is
+        published there, to write into before :meth:`publish_directory`."""
+        parent = self.path(parent_uri)
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+
+    def publish_directory(self, staging: Path, uri: str, keep: tuple[str, ...]) -> bool:
+        """Publish the files `keep` of a staged directory at `uri` at once (a rename), read-only;
+        False (and nothing changed) if `uri` exists. The staging directory is removed either way."""
+        target = self.path(uri)
         try:
-            for name, content in files.items():
-                (staging / name).write_bytes(content)
+            if target.exists():
+                return False
+            for entry in staging.iterdir():
+                if entry.name not in keep:
+                    entry.unlink()
+            for name in keep:
                 os.chmod(staging / name, 0o444)
             staging.chmod(0o755)
             try:
@@ -64,10 +82,10 @@ class ArtifactStore:
                 if target.exists():  # another writer won the race with the same content
                     return False
                 raise
+            return True
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-        return True
 
 
 def pvc_uri(claim: str, *parts: str) -> str:

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flywheel.api.common import Quantity
+
 
 class OperatorSettings(BaseSettings):
     """How the operator runs. Every field can be set as `FLYWHEEL_<NAME>` (upper case)."""
@@ -52,6 +54,9 @@ class OperatorSettings(BaseSettings):
 
     artifacts_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     """Access mode of created artifacts claims."""
+
+    dataset_max_bytes: Quantity = "10Gi"
+    """The largest Dataset source accepted when its `source.maxBytes` is not set."""
 
     ingest_deadline_seconds: int = Field(default=900, ge=30)
     """activeDeadlineSeconds of ingest Jobs."""

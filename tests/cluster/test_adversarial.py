@@ -101,6 +101,18 @@ FILES = {
     "empty.csv": b"",
     "header-only.csv": b"sepal,petal,target\n",
     "junk.csv": bytes(range(128, 256)) * 64,
+    "ragged.csv": b"a,b,target\n1,2,0\n3,4,1\n5,6,7,8\n9,10,1\n",
+    "text-in-numbers.csv": b"age,city,target\n"
+    + b"".join(
+        f"{a},{c},{i % 2}\n".encode()
+        for i, (a, c) in enumerate(
+            [("31", "Paris"), ("45", "Lyon"), ("forty-two", "Paris"), ("27", "Nice")] * 5
+        )
+    ),
+    "one-class.csv": b"a,b,target\n" + b"".join(f"{i},{i % 3},1\n".encode() for i in range(20)),
+    "infinite.csv": b"a,b,target\n1,inf,0\n2,3,1\n4,5,0\n6,-inf,1\n",
+    "identifiers.csv": b"id,b,target\n"
+    + b"".join(f"user-{i},{i % 3},{i % 2}\n".encode() for i in range(40)),
 }
 
 

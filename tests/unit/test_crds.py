@@ -184,7 +184,16 @@ def test_defaults_are_applied_like_the_api_server() -> None:
     }
     assert validate(schema, obj) == []
     assert obj["spec"]["statistics"] == {"bins": 10, "topK": 20}
-    assert obj["spec"]["validation"] == {"allowSchemaChange": False}
+    assert obj["spec"]["validation"] == {
+        "allowSchemaChange": False,
+        "maxCategories": 1000,
+        "minClassCount": 2,
+    }
+    assert obj["spec"]["source"] == {
+        "uri": "sklearn://iris",
+        "connectTimeoutSeconds": 30,
+        "readTimeoutSeconds": 60,
+    }, "maxBytes has no default in the CRD: the operator's setting applies"
 
 
 def test_subresources_names_and_columns() -> None:

@@ -19,6 +19,7 @@ from flywheel.api.common import (
     ApiModel,
     ColumnName,
     CronSchedule,
+    Quantity,
     ShortText,
     StatusBase,
     Uri,
@@ -76,6 +77,20 @@ class DataSource(ApiModel):
     format: DataFormat | None = None
     """The file format. Inferred from the extension (`.csv`, `.parquet`) when omitted."""
 
+    max_bytes: Quantity | None = None
+    """The largest source accepted, as a quantity (`2Gi`); a larger one fails with
+    `SourceTooLarge` before it is read. Defaults to the operator's setting
+    (`FLYWHEEL_DATASET_MAX_BYTES`, 10Gi). An HTTP source is spooled to the artifacts claim
+    while it is ingested, so the claim needs this much free space."""
+
+    connect_timeout_seconds: int = Field(default=30, ge=1, le=600)
+    """How long to wait for an HTTP server to accept the connection and answer the request."""
+
+    read_timeout_seconds: int = Field(default=60, ge=1, le=3600)
+    """The longest an HTTP transfer may go without receiving another 64 KiB (or the rest of
+    the body). A slower or stalled transfer fails with `SourceTimeout` and is retried with
+    back-off, like any unavailable source."""
+
 
 class FeatureSpec(ApiModel):
     """A column used as a model input, with its type."""
@@ -119,6 +134,13 @@ class DatasetSchema(ApiModel):
 
     exclude: list[ColumnName] | None = Field(default=None, max_length=512)
     """Columns to drop before training, such as identifiers."""
+
+    task: Literal["classification", "regression"] | None = None
+    """What the label will be used for, when known. `classification`: the label is a class,
+    with at least two classes of at least `validation.minClassCount` rows each. `regression`:
+    the label must be numeric and finite. When omitted, the label type is inferred (integers or
+    text with at most 50 distinct values are classes) and a label with fewer than two distinct
+    values is refused."""
 
 
 class ColumnRule(ApiModel):
@@ -185,6 +207,14 @@ class DatasetValidation(ApiModel):
 
     rules: list[ColumnRule] | None = Field(default=None, max_length=256)
     """Per-column rules."""
+
+    max_categories: int = Field(default=1000, ge=2, le=100_000)
+    """The most distinct values a categorical feature (or a class label) may hold; more fails
+    validation (an identifier or free text used as a category). Exclude such a column, declare
+    it numeric, or raise the bound."""
+
+    min_class_count: int = Field(default=2, ge=1, le=1_000_000)
+    """The fewest rows each class needs when `schema.task` is `classification`."""
 
     allow_schema_change: bool = False
     """Whether a snapshot whose columns or column types differ from the previous version may be
@@ -280,6 +310,8 @@ IngestResult = Literal[
     "SourceNotFound",
     "SourceForbidden",
     "SourceUntrusted",
+    "SourceTimeout",
+    "SourceTooLarge",
     "ParseError",
     "ValidationFailed",
     "Failed",
@@ -313,7 +345,14 @@ class IngestAttempt(ApiModel):
     """The failure's details: the error, or every failed rule with its observed value."""
 
     retries: int = Field(default=0, ge=0)
-    """Consecutive SourceUnavailable failures (the retry back-off grows with it)."""
+    """Consecutive transient source failures (SourceUnavailable, SourceTimeout); the retry
+    back-off grows with it."""
+
+    source_bytes: int | None = Field(default=None, ge=0)
+    """Bytes read from the source."""
+
+    peak_memory_bytes: int | None = Field(default=None, ge=0)
+    """The ingest container's peak resident memory, to compare with its limit."""
 
 
 class DatasetStatus(StatusBase):

@@ -77,7 +77,8 @@ def _collapse_any_of(node: Schema, defs: dict[str, Schema]) -> Schema:
         merged = {**options[0], **node}
         if merged.get("default", ...) is None:
             del merged["default"]
-        return merged
+        # Optional[int | str]: the remaining option is itself a union (and its rules are kept).
+        return _collapse_any_of(merged, defs) if "anyOf" in merged else merged
     types = {o.get("type") for o in options}
     if types == {"integer", "string"}:
         return {**_keep_meta(node, options), "x-kubernetes-int-or-string": True}

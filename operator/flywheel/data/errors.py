@@ -7,6 +7,8 @@ DatasetError
  |    +-- SourceNotFound    (permanent: nothing there)
  |    +-- SourceForbidden   (permanent: permission denied)
  |    +-- SourceUntrusted   (permanent: the TLS certificate failed verification)
+ |    +-- SourceTimeout     (transient: the transfer stalled or crawled; retried)
+ |    +-- SourceTooLarge    (permanent: more bytes than `source.maxBytes`)
  +-- ParseError             (the bytes are not valid CSV/Parquet; Stalled until the data changes)
  +-- ValidationFailed       (quality rules failed; the snapshot is not published)
 
@@ -71,6 +73,18 @@ class SourceUntrusted(SourceError):
     """The server's TLS certificate failed verification."""
 
     reason = FailureReason.SOURCE_UNTRUSTED
+
+
+class SourceTimeout(SourceError):
+    """The transfer stalled or crawled past the read timeout: retried with back-off."""
+
+    reason = FailureReason.SOURCE_TIMEOUT
+
+
+class SourceTooLarge(SourceError):
+    """The source holds more bytes than the Dataset accepts."""
+
+    reason = FailureReason.SOURCE_TOO_LARGE
 
 
 class ParseError(DatasetError):

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-import pandas as pd
-
 from flywheel.api.dataset import DatasetSchema
+from flywheel.data.columns import Kind
 from flywheel.data.errors import ParseError
 
 FeatureType = Literal["numeric", "categorical"]
 LABEL_NAMES = ("target", "label")
+SMALL_DISTINCT = 50
 
 
 @dataclass(frozen=True)
@@ -57,50 +57,72 @@ class ResolvedSchema:
         )
 
 
-def column_type(series: pd.Series) -> FeatureType:
+def feature_type(kind: Kind) -> FeatureType:
     """Numbers (not booleans) are numeric; everything else is categorical."""
-    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-    return "numeric" if numeric else "categorical"
+    return "numeric" if kind.numeric else "categorical"
 
 
-def resolve_schema(frame: pd.DataFrame, declared: DatasetSchema) -> ResolvedSchema:
-    """Apply the declared schema to the frame's columns, inferring what is not declared."""
-    columns = [str(c) for c in frame.columns]
+def used_columns(names: list[str], declared: DatasetSchema) -> tuple[str, list[str]]:
+    """The label and the feature columns (in source order unless declared), before their types
+    are known; ParseError when a declared column is not in the data."""
     missing = [
         c
         for c in [declared.label, *(f.name for f in declared.features or [])]
-        if c and c not in columns
+        if c and c not in names
     ]
     if missing:
-        found, absent = ", ".join(columns), ", ".join(missing)
+        found, absent = ", ".join(names), ", ".join(missing)
         raise ParseError(f"declared columns not in the data: {absent} (columns: {found})")
-    label = declared.label or next((c for c in LABEL_NAMES if c in columns), columns[-1])
+    label = declared.label or next((c for c in LABEL_NAMES if c in names), names[-1])
     excluded = set(declared.exclude or ())
     if declared.features:
-        features = tuple(Feature(f.name, f.type) for f in declared.features)
+        features = [f.name for f in declared.features]
     else:
-        features = tuple(
-            Feature(c, column_type(frame[c])) for c in columns if c != label and c not in excluded
-        )
+        features = [c for c in names if c != label and c not in excluded]
     if not features:
         raise ParseError("the data has no feature columns besides the label")
-    used = {f.name for f in features} | {label}
+    return label, features
+
+
+def must_be_numbers(label: str, declared: DatasetSchema) -> set[str]:
+    """Columns whose every value must be a number: declared numeric features, and the label
+    when the task is regression."""
+    numeric = {f.name for f in declared.features or () if f.type == "numeric"}
+    return numeric | {label} if declared.task == "regression" else numeric
+
+
+def resolve_schema(
+    names: list[str], kinds: dict[str, Kind], declared: DatasetSchema
+) -> ResolvedSchema:
+    """Apply the declared schema to the source's columns (`kinds`: those of the label and the
+    features), inferring what is not declared.
+
+    The label's type is provisional for a numeric label without a declared task: see
+    :func:`label_type`, decided once its values have been seen."""
+    label, feature_names = used_columns(names, declared)
+    declared_types = {f.name: f.type for f in declared.features or ()}
+    features = tuple(
+        Feature(n, declared_types.get(n) or feature_type(kinds[n])) for n in feature_names
+    )
+    if declared.task is not None:
+        provisional: FeatureType = "categorical" if declared.task == "classification" else "numeric"
+    else:
+        provisional = feature_type(kinds[label])
+    used = {*feature_names, label}
     return ResolvedSchema(
         label=label,
-        label_type=_label_type(frame[label]),
+        label_type=provisional,
         features=features,
-        dropped=tuple(c for c in columns if c not in used),
+        dropped=tuple(c for c in names if c not in used),
     )
 
 
-def _label_type(series: pd.Series) -> FeatureType:
-    """Integer or non-numeric labels with few distinct values are classes; the rest is a value."""
-    if column_type(series) == "categorical":
+def label_type(kind: Kind, integral: bool, distinct: int) -> FeatureType:
+    """An undeclared label's type: integers (or whole floats) with few distinct values, and
+    anything not numeric, are classes; the rest is a value to regress."""
+    if not kind.numeric:
         return "categorical"
-    is_integer = pd.api.types.is_integer_dtype(series) or bool(
-        series.dropna().apply(float.is_integer).all() if len(series.dropna()) else False
-    )
-    return "categorical" if is_integer and series.nunique(dropna=True) <= 50 else "numeric"
+    return "categorical" if integral and distinct <= SMALL_DISTINCT else "numeric"
 
 
 def schema_changes(previous: ResolvedSchema, current: ResolvedSchema) -> list[str]:

@@ -2,7 +2,9 @@
 
 Serving bins live traffic on the histogram edges written here and the monitor compares the
 window's counts with these, so the format is a contract (docs/stats-format.md). Numeric features
-get quantile-based edges; categorical ones their top-K categories plus `__other__`.
+get quantile-based edges (exact up to a million values, from a quantile sketch beyond, with the
+exact minimum and maximum as the outer edges); categorical ones their top-K categories plus
+`__other__`.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from flywheel.data.profile import ColumnSummary
 from flywheel.data.schema import ResolvedSchema
+from flywheel.data.snapshot import column_batches
 from flywheel_serving.names import OTHER, STATS_FORMAT
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 MAX_OTHER_VALUES = 1000
-
-
-def _number(value: Any) -> float | None:
-    number = float(value)
-    return None if np.isnan(number) else number
+LABEL_TOP_K = 1000
 
 
 def unique_edges(cuts: np.ndarray) -> list[float]:
@@ -48,77 +49,84 @@ def bin_counts(values: np.ndarray, edges: list[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def numeric_stats(series: pd.Series, bins: int) -> dict[str, Any]:
+def numeric_stats(summary: ColumnSummary, bins: int, snapshot: pq.ParquetFile) -> dict[str, Any]:
     """Count, nulls, moments, quantiles and a quantile-binned histogram."""
-    values = series.dropna().to_numpy(dtype=float)
-    stats: dict[str, Any] = {
-        "type": "numeric",
-        "count": len(values),
-        "nulls": int(series.isna().sum()),
-    }
-    if not len(values):
+    stats: dict[str, Any] = {"type": "numeric", "count": summary.finite, "nulls": summary.nulls}
+    if not summary.finite:
         return {**stats, "histogram": {"edges": [0.0, 0.0], "counts": [0, 0, 0]}}
-    # One selection pass serves both the reported quantiles and the bin edges.
     probabilities = np.concatenate([np.linspace(0.0, 1.0, bins + 1), QUANTILES])
-    cuts = np.quantile(values, probabilities)
+    values = summary.values
+    if values is not None:
+        # One selection pass serves both the reported quantiles and the bin edges.
+        cuts = np.quantile(values, probabilities)
+        mean = float(values.mean())
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    else:
+        assert summary.sketch is not None
+        cuts = summary.sketch.quantiles(probabilities)
+        cuts[0], cuts[bins] = summary.minimum, summary.maximum
+        mean, std = summary.mean, float(np.sqrt(summary.m2 / (summary.finite - 1)))
     edges = unique_edges(cuts[: bins + 1])
+    if values is not None:
+        counts = bin_counts(values, edges)
+    else:
+        counts = [0] * (len(edges) + 1)
+        for array in column_batches(snapshot, summary.name):
+            numbers = pc.drop_null(array).to_numpy(zero_copy_only=False).astype(float)
+            counts = [a + b for a, b in zip(counts, bin_counts(numbers, edges), strict=True)]
     return {
         **stats,
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "min": summary.minimum,
+        "max": summary.maximum,
+        "mean": mean,
+        "std": std,
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, cuts[bins + 1 :], strict=True)},
-        "histogram": {"edges": edges, "counts": bin_counts(values, edges)},
+        "histogram": {"edges": edges, "counts": counts},
     }
 
 
-def categorical_stats(series: pd.Series, top_k: int) -> dict[str, Any]:
+def categorical_stats(summary: ColumnSummary, top_k: int) -> dict[str, Any]:
     """Count, nulls, distinct values, the top-K categories and the rest as `__other__`."""
-    values = series.dropna().astype(str)
-    counts = values.value_counts(sort=True)
-    counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-    top = counts.iloc[:top_k]
-    total = len(values)
+    ranked = sorted(summary.counts.items(), key=lambda item: (-item[1], item[0]))
+    total = summary.rows - summary.nulls
+    top, rest = ranked[:top_k], ranked[top_k:]
     return {
         "type": "categorical",
         "count": total,
-        "nulls": int(series.isna().sum()),
-        "unique": int(counts.size),
+        "nulls": summary.nulls,
+        "unique": len(ranked),
         "categories": [
-            {"value": str(v), "count": int(c), "frequency": c / total if total else 0.0}
-            for v, c in top.items()
+            {"value": v, "count": c, "frequency": c / total if total else 0.0} for v, c in top
         ],
-        OTHER: int(counts.iloc[top_k:].sum()),
+        OTHER: sum(c for _, c in rest),
         # So that serving can tell a rare known value (__other__) from an unseen one.
-        "otherValues": sorted(str(v) for v in counts.index[top_k:])[:MAX_OTHER_VALUES],
-        "otherValuesComplete": bool(counts.size - top_k <= MAX_OTHER_VALUES),
+        "otherValues": sorted(v for v, _ in rest)[:MAX_OTHER_VALUES],
+        "otherValuesComplete": len(rest) <= MAX_OTHER_VALUES,
     }
 
 
-def compute_stats(
-    frame: pd.DataFrame, schema: ResolvedSchema, *, bins: int, top_k: int, identity: dict[str, str]
+def column_stats(
+    summary: ColumnSummary, snapshot: pq.ParquetFile, *, bins: int, top_k: int
 ) -> dict[str, Any]:
-    """The stats document of a snapshot."""
-    features = []
-    for feature in schema.features:
-        column = frame[feature.name]
-        if feature.type == "numeric":
-            body = numeric_stats(pd.to_numeric(column, errors="coerce"), bins)
-        else:
-            body = categorical_stats(column, top_k)
-        features.append({"name": feature.name, **body})
-    label = frame[schema.label]
-    label_stats = (
-        categorical_stats(label, top_k=1000)
-        if schema.label_type == "categorical"
-        else numeric_stats(pd.to_numeric(label, errors="coerce"), bins)
-    )
+    """One column's entry of the stats document (without its name)."""
+    if summary.categorical:
+        return categorical_stats(summary, top_k)
+    return numeric_stats(summary, bins, snapshot)
+
+
+def compute_stats(
+    bodies: dict[str, dict[str, Any]],
+    schema: ResolvedSchema,
+    *,
+    rows: int,
+    identity: dict[str, str],
+) -> dict[str, Any]:
+    """The stats document of a snapshot from its columns' entries (:func:`column_stats`)."""
     return {
         "format": STATS_FORMAT,
         "dataset": identity,
-        "rows": len(frame),
-        "columns": len(frame.columns),
-        "label": {"name": schema.label, **label_stats},
-        "features": features,
+        "rows": rows,
+        "columns": len(schema.columns),
+        "label": {"name": schema.label, **bodies[schema.label]},
+        "features": [{"name": f.name, **bodies[f.name]} for f in schema.features],
     }

@@ -59,6 +59,11 @@ class FailureReason(StrEnum):
     """Permanent: the ingest pod may not read it (permission denied, HTTP 401/403/407/451)."""
     SOURCE_UNTRUSTED = "SourceUntrusted"
     """Permanent: the server's TLS certificate failed verification."""
+    SOURCE_TIMEOUT = "SourceTimeout"
+    """Transient: the transfer stalled or crawled (less than 64 KiB within the read timeout)."""
+    SOURCE_TOO_LARGE = "SourceTooLarge"
+    """Permanent: the source is larger than `source.maxBytes` (checked before and while it is
+    read)."""
     PARSE_ERROR = "ParseError"
     VALIDATION_FAILED = "ValidationFailed"
     INVALID_ESTIMATOR = "InvalidEstimator"
@@ -70,7 +75,7 @@ class FailureReason(StrEnum):
     """The container ended without a result document (a crash, a kill, a deadline)."""
 
 
-SOURCE_TRANSIENT = frozenset({FailureReason.SOURCE_UNAVAILABLE})
+SOURCE_TRANSIENT = frozenset({FailureReason.SOURCE_UNAVAILABLE, FailureReason.SOURCE_TIMEOUT})
 """Source failures that may pass by themselves: retried with back-off (exit code RETRYABLE)."""
 SOURCE_PERMANENT = frozenset(
     {
@@ -78,6 +83,7 @@ SOURCE_PERMANENT = frozenset(
         FailureReason.SOURCE_NOT_FOUND,
         FailureReason.SOURCE_FORBIDDEN,
         FailureReason.SOURCE_UNTRUSTED,
+        FailureReason.SOURCE_TOO_LARGE,
     }
 )
 """Source failures a retry cannot fix: the Dataset stalls until its spec changes (NOT_RETRYABLE)."""
@@ -124,6 +130,8 @@ class IngestReport(Message):
     changed: bool = True
     published: bool = True
     seconds: float = 0.0
+    source_bytes: int | None = None
+    peak_memory_bytes: int | None = None
 
 
 class ModelSignature(Message):
@@ -222,6 +230,8 @@ class IngestArgs(JobArgs):
     namespace: str
     name: str
     claim: str
+    max_bytes: int = Field(default=10 * 2**30, ge=0)
+    """The largest source accepted (`source.maxBytes`, else the operator's default)."""
     previous_digest: str | None = None
 
 

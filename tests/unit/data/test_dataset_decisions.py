@@ -8,6 +8,7 @@ from typing import Any, get_args
 from flywheel.api.dataset import (
     DatasetSpec,
     DatasetStatus,
+    DataSource,
     IngestAttempt,
     IngestResult,
     RefreshPolicy,
@@ -23,7 +24,12 @@ from flywheel.controllers.dataset.decide import (
     retry_delay,
     start,
 )
-from flywheel.controllers.dataset.render import IngestPlan, job_name, render_ingest_job
+from flywheel.controllers.dataset.render import (
+    IngestPlan,
+    job_name,
+    render_ingest_job,
+    source_limit,
+)
 from flywheel.core.jobs import read_result
 from flywheel.core.outcome import Outcome
 from flywheel.core.target import parse_meta
@@ -411,3 +417,47 @@ def test_every_failure_reason_fits_the_recorded_result() -> None:
         # Until the API lists the permanent reasons, lastIngest says Failed (and the message the
         # reason); decisions never depend on it.
         assert recorded_result(reason) in (reason, "Failed")
+
+
+def test_a_source_timeout_is_retried_like_an_unavailable_source() -> None:
+    crawled = JobFailure(
+        reason="SourceTimeout",
+        message="GET http://s/d.csv: only 12 bytes in 61s, less than 64 KiB within "
+        "source.readTimeoutSeconds=60 (20 bytes in all)",
+    )
+    outcome = _finished(_status(**SERVING), crawled, REFRESHED, retries=1)
+    conditions = _conditions(outcome)
+    assert conditions["SourceAvailable"][:2] == ("False", "SourceTimeout"), "never SourceRead"
+    assert conditions["Reconciling"][:2] == ("True", "SourceTimeout")
+    assert conditions["Stalled"][:2] == ("False", "SourceTimeout")
+    assert outcome.status["lastIngest"]["result"] == "SourceTimeout"
+    assert outcome.status["lastIngest"]["retries"] == 2
+    failed = _status(last_ingest=_attempt(completion_time=T0, result="SourceTimeout", retries=2))
+    assert ingest_due(SPEC, failed, 1, T0 + timedelta(seconds=19)) is None
+    assert ingest_due(SPEC, failed, 1, T0 + timedelta(seconds=20)) == IngestPlan("Retry", "g1r2")
+    assert next_due(SPEC, failed, 1) == T0 + timedelta(seconds=20)
+
+
+def test_a_source_too_large_stalls_until_the_spec_changes() -> None:
+    large = JobFailure(
+        reason="SourceTooLarge",
+        message="GET http://s/d.csv: 99 bytes, more than the limit of 10 bytes (raise "
+        "source.maxBytes to accept it)",
+    )
+    outcome = _finished(_status(**SERVING), large, REFRESHED)
+    conditions = _conditions(outcome)
+    assert conditions["Stalled"][:2] == ("True", "SourceTooLarge")
+    assert conditions["SourceAvailable"][:2] == ("False", "SourceTooLarge")
+    assert outcome.requeue_after is None
+    assert outcome.status["lastIngest"]["result"] == "SourceTooLarge"
+
+
+def test_the_source_limit_comes_from_the_spec_or_the_settings() -> None:
+    settings = OperatorSettings(dataset_max_bytes="2Gi")
+    assert source_limit(SPEC, settings) == 2 * 2**30
+    own = SPEC.model_copy(update={"source": DataSource(uri="sklearn://iris", max_bytes="1500M")})
+    assert source_limit(own, settings) == 1_500_000_000
+    body = {"metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "generation": 1}}
+    job = render_ingest_job(parse_meta(body), own, IngestPlan("Created", "g1"), None, settings)
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--max-bytes") + 1] == "1500000000"

@@ -20,29 +20,31 @@ from pathlib import Path
 import pytest
 
 from flywheel.api.dataset import DataSource
-from flywheel.data import sources
 from flywheel.data.errors import (
     SourceError,
     SourceForbidden,
     SourceInvalid,
     SourceNotFound,
+    SourceTimeout,
+    SourceTooLarge,
     SourceUnavailable,
     SourceUntrusted,
     classify,
     http_status_error,
 )
-from flywheel.data.sources import read_source
+from flywheel.data.transfer import Limits
 from flywheel.interfaces.jobs import SOURCE_PERMANENT, SOURCE_TRANSIENT, ExitCode, FailureReason
 from flywheel.jobs.ingest import main
 from tests.support.ports import free_port
+from tests.support.sources import NO_LIMIT, read_source
 
 CSV = b"x,label\n1,0\n2,1\n3,0\n"
 
 
-def _read(uri: str, root: Path) -> None:
+def _read(uri: str, root: Path, limits: Limits = NO_LIMIT) -> None:
     """Read a source as the Job does; the URI unchecked by the API types (which refuse some of
     these at admission already: the reader must not rely on it, an object may predate a rule)."""
-    read_source(DataSource.model_construct(uri=uri), pvc_root=root)
+    read_source(DataSource.model_construct(uri=uri), pvc_root=root, limits=limits)
 
 
 class _StatusHandler(http.server.BaseHTTPRequestHandler):
@@ -140,9 +142,17 @@ def unreadable(tmp_path: Path) -> Path:
 
 def test_every_source_reason_is_either_permanent_or_transient() -> None:
     assert not SOURCE_PERMANENT & SOURCE_TRANSIENT
-    kinds = [SourceUnavailable, SourceInvalid, SourceNotFound, SourceForbidden, SourceUntrusted]
+    kinds = [
+        SourceUnavailable,
+        SourceTimeout,
+        SourceInvalid,
+        SourceNotFound,
+        SourceForbidden,
+        SourceUntrusted,
+        SourceTooLarge,
+    ]
     assert {k.reason for k in kinds} == SOURCE_PERMANENT | SOURCE_TRANSIENT
-    assert [k("x").retryable for k in kinds] == [True, False, False, False, False]
+    assert [k("x").retryable for k in kinds] == [True, True, False, False, False, False, False]
     assert all(r.value.startswith("Source") for r in SOURCE_PERMANENT | SOURCE_TRANSIENT)
     assert FailureReason.SOURCE_UNAVAILABLE in SOURCE_TRANSIENT, "kept for the transient case"
 
@@ -231,16 +241,16 @@ def test_http_errors_from_a_real_server(web: str, tmp_path: Path) -> None:
         assert type(caught.value) is kind, code
 
 
-def test_unreachable_hosts_are_transient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_hosts_are_transient(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="Connection refused"):
         _read(f"http://127.0.0.1:{free_port()}/d.csv", tmp_path)
     with pytest.raises(SourceUnavailable):
         _read("http://flywheel-test.invalid/d.csv", tmp_path)  # DNS has no answer
     # A server that accepts the connection and never answers: a real timeout.
     with socket.create_server(("127.0.0.1", 0)) as silent:
-        monkeypatch.setattr(sources, "HTTP_TIMEOUT", 0.3)
+        quick = Limits(max_bytes=2**20, connect_timeout=0.3)
         with pytest.raises(SourceUnavailable, match="timed out"):
-            _read(f"http://127.0.0.1:{silent.getsockname()[1]}/d.csv", tmp_path)
+            _read(f"http://127.0.0.1:{silent.getsockname()[1]}/d.csv", tmp_path, quick)
 
 
 def test_an_unverified_certificate_is_permanent(self_signed: str, web: str, tmp_path: Path) -> None:

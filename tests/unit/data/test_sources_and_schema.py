@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 from flywheel.api.dataset import DatasetSchema, DataSource, FeatureSpec
+from flywheel.data.columns import Kind
 from flywheel.data.errors import ParseError, SourceNotFound, SourceUnavailable
-from flywheel.data.schema import Feature, resolve_schema, schema_changes
-from flywheel.data.sources import infer_format, read_source
+from flywheel.data.schema import Feature, label_type, resolve_schema, schema_changes
+from flywheel.data.sources import infer_format
 from tests.support.ports import free_port
+from tests.support.sources import kinds_of, read_source
 
 CSV = b"age,city,income,label\n31,Paris,52000.5,1\n45,Lyon,61000,0\n27,Paris,,1\n"
 
@@ -77,7 +79,9 @@ def test_unreachable_and_missing_sources(tmp_path: Path, web: str) -> None:
 
 def test_malformed_csv_says_where(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_bytes(b"a,b\n1,2\n3,4,5,6\n")
-    with pytest.raises(ParseError, match="line 3"):
+    with pytest.raises(
+        ParseError, match=r"malformed CSV after row 0: .*Expected 2 fields in line 3, saw 4"
+    ):
         read_source(DataSource(uri=f"file://{tmp_path}/bad.csv"), pvc_root=tmp_path)
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(ParseError, match="not a valid Parquet"):
@@ -89,9 +93,13 @@ def _frame() -> pd.DataFrame:
 
 
 def test_schema_inference() -> None:
-    schema = resolve_schema(_frame(), DatasetSchema())
+    schema = resolve_schema(list(_frame().columns), kinds_of(_frame()), DatasetSchema())
     assert schema.label == "label"
-    assert schema.label_type == "categorical"
+    assert schema.label_type == "numeric", "provisional: settled once its values are seen"
+    assert label_type(Kind.INT, integral=True, distinct=2) == "categorical"
+    assert label_type(Kind.FLOAT, integral=False, distinct=2) == "numeric"
+    assert label_type(Kind.INT, integral=True, distinct=51) == "numeric"
+    assert label_type(Kind.STRING, integral=False, distinct=0) == "categorical"
     assert schema.features == (
         Feature("age", "numeric"),
         Feature("city", "categorical"),
@@ -102,27 +110,28 @@ def test_schema_inference() -> None:
 
 def test_declared_schema_wins_and_excludes() -> None:
     declared = DatasetSchema(label="income", exclude=["city"])
-    schema = resolve_schema(_frame(), declared)
+    schema = resolve_schema(list(_frame().columns), kinds_of(_frame()), declared)
     assert schema.label == "income"
     assert schema.label_type == "numeric"
     assert [f.name for f in schema.features] == ["age", "label"]
     assert schema.dropped == ("city",)
     typed = resolve_schema(
-        _frame(), DatasetSchema(features=[FeatureSpec(name="age", type="categorical")])
+        list(_frame().columns),
+        kinds_of(_frame()),
+        DatasetSchema(features=[FeatureSpec(name="age", type="categorical")]),
     )
     assert typed.features == (Feature("age", "categorical"),)
 
 
 def test_declared_columns_must_exist() -> None:
     with pytest.raises(ParseError, match="declared columns not in the data: churn"):
-        resolve_schema(_frame(), DatasetSchema(label="churn"))
+        resolve_schema(list(_frame().columns), kinds_of(_frame()), DatasetSchema(label="churn"))
 
 
 def test_schema_changes_are_listed() -> None:
-    before = resolve_schema(_frame(), DatasetSchema())
-    after = resolve_schema(
-        _frame().drop(columns=["city"]).assign(age=lambda f: f.age.astype(str)), DatasetSchema()
-    )
+    before = resolve_schema(list(_frame().columns), kinds_of(_frame()), DatasetSchema())
+    changed = _frame().drop(columns=["city"]).assign(age=lambda f: f.age.astype(str))
+    after = resolve_schema(list(changed.columns), kinds_of(changed), DatasetSchema())
     assert schema_changes(before, after) == [
         "feature city removed",
         "feature age changed from numeric to categorical",

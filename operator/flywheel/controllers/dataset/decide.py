@@ -2,11 +2,13 @@
 
 One ingest Job at a time. A new one starts on creation, on a spec change, on a refresh request
 (the `flywheel.dev/refresh-requested-at` annotation, as Flux's `requestedAt`), when the refresh
-schedule is due, and after a transient source failure (`SourceUnavailable`) with a back-off
-(10 s doubling to 10 minutes, said in `Reconciling`).
+schedule is due, and after a transient source failure (`SourceUnavailable`, `SourceTimeout`:
+:data:`~flywheel.interfaces.jobs.SOURCE_TRANSIENT`) with a back-off (10 s doubling to 10
+minutes, said in `Reconciling`).
 
 A permanent source failure (`SourceInvalid`, `SourceNotFound`, `SourceForbidden`,
-`SourceUntrusted`: :data:`~flywheel.interfaces.jobs.SOURCE_PERMANENT`) stalls the generation:
+`SourceUntrusted`, `SourceTooLarge`: :data:`~flywheel.interfaces.jobs.SOURCE_PERMANENT`) stalls
+the generation:
 `Stalled=True`, `Ready=False` (the last good version stays current, and the message says so),
 and neither the back-off nor the refresh schedule runs again; a spec change or a refresh
 request does. Other failures keep the last good version serving (`Ready=True`, reason
@@ -109,7 +111,7 @@ def source_stalled(status: DatasetStatus, generation: int) -> Condition | None:
 
 
 def retry_delay(retries: int) -> timedelta:
-    """Back-off after `retries` consecutive SourceUnavailable failures: 10 s doubling to 10 min."""
+    """Back-off after `retries` consecutive transient source failures: 10 s doubling to 10 min."""
     delay: timedelta = RETRY_BASE * 2 ** max(retries - 1, 0)
     return min(delay, RETRY_MAX)
 
@@ -137,9 +139,7 @@ def ingest_due(
         return None  # one Job at a time
     if last.generation != generation:
         return IngestPlan("SpecChanged", f"g{generation}")
-    if last.result == "SourceUnavailable" and now >= last.completion_time + retry_delay(
-        last.retries
-    ):
+    if last.result in SOURCE_TRANSIENT and now >= last.completion_time + retry_delay(last.retries):
         return IngestPlan("Retry", f"g{generation}r{last.retries}")
     if requested and requested != status.last_handled_refresh_at:
         tick = hashlib.sha256(requested.encode()).hexdigest()[:8]
@@ -160,7 +160,7 @@ def next_due(spec: DatasetSpec, status: DatasetStatus, generation: int) -> datet
     if last is None or last.completion_time is None or source_stalled(status, generation):
         return None
     times = []
-    if last.result == "SourceUnavailable":
+    if last.result in SOURCE_TRANSIENT:
         times.append(last.completion_time + retry_delay(last.retries))
     if spec.refresh is not None:
         times.append(next_refresh(spec.refresh, status.last_checked or last.completion_time))
@@ -371,6 +371,8 @@ def _success(inputs: DatasetInputs, last: Obj, result: IngestReport, now: dateti
     status = inputs.status
     changed = result.digest != status.digest
     last["result"] = "Published" if changed else "Unchanged"
+    last["sourceBytes"] = result.source_bytes
+    last["peakMemoryBytes"] = result.peak_memory_bytes
     checked = rfc3339(now)
     fields: Obj = {"lastIngest": last, "lastChecked": checked}
     if changed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from flywheel.api.checks import parse_quantity
 from flywheel.api.common import API_GROUP
 from flywheel.api.dataset import DatasetSpec, IngestTrigger
 from flywheel.core.objects import Obj
@@ -45,6 +46,13 @@ def ingest_labels(dataset: str) -> dict[str, str]:
     }
 
 
+def source_limit(spec: DatasetSpec, settings: OperatorSettings) -> int:
+    """The largest source the ingest Job accepts, in bytes: `source.maxBytes`, else the
+    operator's default (both checked as quantities at admission and at start-up)."""
+    limit = parse_quantity(spec.source.max_bytes or settings.dataset_max_bytes)
+    return int(limit) if limit is not None else 0
+
+
 def render_ingest_job(
     meta: Meta,
     spec: DatasetSpec,
@@ -60,6 +68,7 @@ def render_ingest_job(
         namespace=meta.namespace,
         name=meta.name,
         claim=claim,
+        max_bytes=source_limit(spec, settings),
         previous_digest=previous_digest or None,
     )
     tags = {**ingest_labels(meta.name), f"{API_GROUP}/trigger": plan.trigger.lower()}
