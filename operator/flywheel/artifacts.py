@@ -56,6 +56,15 @@ class ArtifactStore:
             (staging / name).write_bytes(content)
         return self.publish_directory(staging, uri, tuple(files))
 
+    def sweep_staging(self, parent_uri: str) -> int:
+        """Remove the staging directories under `parent_uri` (left by a writer that was killed:
+        call only when no other writer can be at work there); how many."""
+        parent = self.path(parent_uri)
+        stale = list(parent.glob(".staging-*")) if parent.is_dir() else []
+        for directory in stale:
+            shutil.rmtree(directory, ignore_errors=True)
+        return len(stale)
+
     def stage(self, parent_uri: str) -> Path:
         """A new private directory under `parent_uri`, on the same file system as what is
         published there, to write into before :meth:`publish_directory`."""

@@ -51,7 +51,7 @@ class Kind(StrEnum):
 def batch_kind(name: str, array: pa.Array) -> Kind | None:
     """The kind of one batch of a column; None when every value is missing."""
     of = array.type
-    if array.null_count == len(array) and (pa.types.is_floating(of) or pa.types.is_null(of)):
+    if array.null_count == len(array):
         return None
     if pa.types.is_integer(of):
         return Kind.INT
@@ -83,8 +83,9 @@ class ColumnTyping:
         self.rows += len(array)
         self.nulls += array.null_count
         kind = batch_kind(self.name, array)
-        text = kind == Kind.STRING and self.must_be_number
-        if text and self._count_not_numbers(pc.drop_null(pc.cast(array, pa.string()))):
+        text = kind in (Kind.STRING, Kind.BOOL) and self.must_be_number
+        present = pc.drop_null(array)
+        if text and self._count_not_numbers(present):
             self.numeric_text = True
             kind = Kind.FLOAT
         if kind is not None:
@@ -92,7 +93,12 @@ class ColumnTyping:
         return kind
 
     def _count_not_numbers(self, present: pa.Array) -> bool:
-        """Count the values that are not numbers; whether there were none."""
+        """Count the values that are not numbers (booleans, as pandas writes them, are not);
+        whether there were none."""
+        if pa.types.is_boolean(present.type):
+            present = pc.if_else(present, "True", "False")
+        else:
+            present = pc.cast(present, pa.string())
         wrong = [v for v in pc.unique(present).to_pylist() if not reads_as_number(v)]
         if not wrong:
             return True

@@ -134,7 +134,8 @@ def _tally(tally: RuleTally, present: pa.Array, kind: Kind) -> None:
             tally.largest = high_value if tally.largest is None else max(tally.largest, high_value)
     if rule.allowed_values is not None:
         texts = text_of(present)
-        bad = pc.filter(texts, pc.invert(pc.is_in(texts, value_set=pa.array(rule.allowed_values))))
+        allowed = pa.array(rule.allowed_values, pa.string())
+        bad = pc.filter(texts, pc.invert(pc.is_in(texts, value_set=allowed)))
         if len(bad):
             tally.not_allowed += len(bad)
             merged = set(tally.not_allowed_examples) | set(pc.unique(bad).to_pylist())

@@ -36,11 +36,15 @@ READ_ROWS = 1 << 18
 
 
 def convert(array: pa.Array, kind: Kind) -> pa.Array:
-    """A source column's batch as the snapshot stores it."""
+    """A source column's batch as the snapshot stores it (integers beyond 2**53 become the
+    nearest float, as pandas reads them)."""
+    if array.null_count == len(array):
+        return pa.nulls(len(array), kind.arrow_type)
     if kind == Kind.BOOL and not pa.types.is_boolean(array.type):
         truth = pc.is_in(array, value_set=pa.array(TRUE_TEXT))
         return pc.if_else(pc.is_null(array), pa.scalar(None, pa.bool_()), truth)
-    converted = pc.cast(array, kind.arrow_type)
+    lossy = kind == Kind.FLOAT and pa.types.is_integer(array.type)
+    converted = pc.cast(array, kind.arrow_type, safe=not lossy)
     if kind == Kind.FLOAT:
         converted = pc.if_else(pc.is_nan(converted), pa.scalar(None, pa.float64()), converted)
     return converted
@@ -64,7 +68,7 @@ def open_snapshot(path: Path) -> pq.ParquetFile:
 def _batch(batch: pa.RecordBatch, kinds: dict[str, Kind], first_row: int) -> pa.RecordBatch:
     try:
         arrays = [convert(batch.column(i), k) for i, k in enumerate(kinds.values())]
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+    except pa.ArrowException as error:
         last = first_row + batch.num_rows
         raise ParseError(f"rows {first_row + 1}-{last}: {error}") from error
     return pa.RecordBatch.from_arrays(arrays, names=list(kinds))

@@ -92,19 +92,28 @@ class LocalSource:
     def _parquet(self) -> pq.ParquetFile:
         assert self.path is not None
         try:
-            return pq.ParquetFile(self.path, pre_buffer=False)
+            return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
         except (pa.ArrowInvalid, OSError) as error:
             raise ParseError(f"{self.uri} is not a valid Parquet file: {error}") from error
 
     def _csv_header(self) -> list[str]:
+        """The header as pandas names the columns (`Unnamed: 0` for an empty name); duplicate
+        names, which pandas would rename silently, are refused."""
         assert self.path is not None
         try:
             with self.path.open(encoding="utf-8-sig", newline="") as handle:
-                return next(csv.reader(handle), [])
-        except (csv.Error, UnicodeDecodeError) as error:
+                written = [n for n in next(csv.reader(handle), []) if n]
+            named = [str(n) for n in pd.read_csv(self.path, nrows=0).columns]
+        except (csv.Error, UnicodeDecodeError, pd.errors.ParserError) as error:
             raise ParseError(f"{self.uri}: malformed CSV header: {error}") from error
+        except pd.errors.EmptyDataError:
+            return []
         except OSError as error:
             raise source_error(error, self.uri) from error
+        dupes = sorted({n for n in written if written.count(n) > 1})
+        if dupes:
+            raise ParseError(f"{self.uri}: duplicate column names: {', '.join(dupes)}")
+        return named
 
     def _csv_batches(self, columns: list[str], text: Collection[str]) -> Iterator[pa.RecordBatch]:
         assert self.path is not None
@@ -115,15 +124,24 @@ class LocalSource:
                 dtype=dict.fromkeys(text, str),
                 chunksize=self._rows_per_chunk(),
                 engine="c",
+                low_memory=False,  # one type per column and chunk, not per internal block
             )
             with chunks:
                 for chunk in chunks:
+                    if not chunk.index.equals(pd.RangeIndex(rows, rows + len(chunk))):
+                        # pandas takes the first columns as an index when rows are too long
+                        raise ParseError(
+                            f"{self.uri}: rows after row {rows} have more fields than the "
+                            f"header's {len(chunk.columns)}"
+                        )
                     table = pa.Table.from_pandas(chunk[columns], preserve_index=False)
                     rows += len(chunk)
                     yield from table.combine_chunks().to_batches()
-        except (pd.errors.ParserError, ValueError, pa.ArrowException) as error:
+        except (pd.errors.ParserError, ValueError, KeyError, pa.ArrowException) as error:
             where = f"{self.uri}: malformed CSV after row {rows}"
             raise ParseError(f"{where}: {str(error).strip()}") from error
+        except OSError as error:
+            raise source_error(error, self.uri) from error
 
     def _rows_per_chunk(self) -> int:
         """Rows per CSV batch so that a batch holds about :data:`BLOCK_BYTES` of text."""

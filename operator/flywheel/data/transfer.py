@@ -15,12 +15,19 @@ import http.client
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.data.errors import SourceTimeout, SourceTooLarge, source_error
+from flywheel.data.errors import (
+    SourceInvalid,
+    SourceTimeout,
+    SourceTooLarge,
+    SourceUnavailable,
+    source_error,
+)
 
 PROGRESS_BYTES = 64 * 1024
 """The least a transfer must deliver within every read timeout."""
@@ -49,8 +56,9 @@ def download(
 ) -> int:
     """Write the body at `uri` to `target`; the number of bytes. Raises SourceError."""
     where = f"GET {uri}"
+    request = urllib.request.Request(uri, headers={"Accept-Encoding": "identity"})
     try:
-        response = urllib.request.urlopen(uri, timeout=limits.connect_timeout)
+        response = urllib.request.urlopen(request, timeout=limits.connect_timeout)
     except (OSError, ValueError, http.client.HTTPException) as error:
         # OSError covers urllib's URLError/HTTPError, TLS, sockets and timeouts.
         if isinstance(error, urllib.error.HTTPError):
@@ -60,8 +68,20 @@ def download(
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limits.max_bytes:
             raise too_large(where, int(declared), limits)
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            raise SourceInvalid(f"{where}: the body is encoded as {encoding!r}, not plain")
         _set_read_timeout(response, limits.read_timeout)
-        return _copy(response, target, where, limits, clock)
+        try:
+            total = _copy(response, target, where, limits, clock, gzip=encoding != "identity")
+        except OSError as error:  # the spool could not be written (a full claim, an I/O error)
+            raise source_error(error, f"spooling {uri} to the artifacts claim") from error
+        missing = getattr(response, "length", None)
+        if missing:  # the server closed the connection before the announced end
+            raise SourceUnavailable(
+                f"{where}: the body ended {missing} bytes short of its Content-Length"
+            )
+        return total
 
 
 def _set_read_timeout(response: Any, seconds: float) -> None:
@@ -73,8 +93,17 @@ def _set_read_timeout(response: Any, seconds: float) -> None:
 
 
 def _copy(
-    response: Any, target: Path, where: str, limits: Limits, clock: Callable[[], float]
+    response: Any,
+    target: Path,
+    where: str,
+    limits: Limits,
+    clock: Callable[[], float],
+    *,
+    gzip: bool,
 ) -> int:
+    """Copy the body; the bytes written (decompressed, when the server compressed it anyway:
+    the limit applies to what is written)."""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
     total = 0
     mark_bytes, mark_time = 0, clock()
     with target.open("wb") as out:
@@ -90,6 +119,11 @@ def _copy(
                 raise source_error(error, where) from error
             if not chunk:
                 return total
+            if inflate is not None:
+                try:
+                    chunk = inflate.decompress(chunk, limits.max_bytes - total + 1)
+                except zlib.error as error:
+                    raise SourceInvalid(f"{where}: the gzip body is corrupt: {error}") from error
             total += len(chunk)
             if total > limits.max_bytes:
                 raise too_large(where, total, limits)

@@ -90,7 +90,9 @@ def label_failures(label: ColumnSummary, spec: DatasetSpec) -> list[str]:
     """A label that cannot be learned from: one value, or too few rows of a class."""
     name = label.name
     distinct = len(label.counts) if label.categorical else len(label.distinct)
-    if label.rows - label.nulls and distinct < 2:
+    if label.rows and label.rows == label.nulls:
+        return [f"label {name}: no value in any of the {label.rows} rows"]
+    if label.rows and distinct < 2:
         only = (
             next(iter(label.counts), None)
             if label.categorical

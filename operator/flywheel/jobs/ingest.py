@@ -48,6 +48,7 @@ from flywheel.data.transfer import Limits
 from flywheel.data.validation import type_failures, validate
 from flywheel.interfaces.jobs import (
     ExitCode,
+    FailureReason,
     IngestArgs,
     IngestReport,
     JobFailure,
@@ -70,7 +71,9 @@ def ingest(
     """Run the whole ingest in a staging directory beside the versions; its report. Raises
     DatasetError subclasses (and leaves nothing behind)."""
     started = time.perf_counter()
-    staging = store.stage(pvc_uri(claim, "datasets", namespace, name))
+    versions = pvc_uri(claim, "datasets", namespace, name)
+    store.sweep_staging(versions)  # one ingest Job at a time per Dataset: any left is stale
+    staging = store.stage(versions)
     try:
         limits = Limits(
             max_bytes,
@@ -173,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as error:
         write_result(JobFailure(reason=error.reason, message=str(error)), args.termination_log)
         return ExitCode.RETRYABLE if error.retryable else ExitCode.NOT_RETRYABLE
+    except Exception as error:  # a bug or the claim failing: say what, rather than nothing
+        failure = f"the ingest failed: {type(error).__name__}: {error}"
+        write_result(
+            JobFailure(reason=FailureReason.NO_RESULT, message=failure), args.termination_log
+        )
+        raise
     write_result(report, args.termination_log)
     return ExitCode.SUCCESS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import socket
 import threading
 import time
@@ -138,3 +139,36 @@ def test_files_over_the_limit_are_refused_unread(tmp_path: Path) -> None:
         open_source(source, pvc_root=tmp_path, spool=tmp_path, limits=Limits(max_bytes=100))
     local = open_source(source, pvc_root=tmp_path, spool=tmp_path, limits=Limits(max_bytes=408))
     assert local.size == 408
+
+
+def _truncated(connection: socket.socket) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + HEADER + b"1,0\n" * 18)
+
+
+def _gzipped(connection: socket.socket) -> None:
+    body = gzip.compress(HEADER + b"1,0\n2,1\n" * 5000)
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+    connection.sendall(head.encode() + body)
+
+
+@pytest.fixture
+def truncated() -> Iterator[str]:
+    yield from _serve(_truncated)
+
+
+@pytest.fixture
+def gzipped() -> Iterator[str]:
+    yield from _serve(_gzipped)
+
+
+def test_a_body_cut_short_is_not_taken_for_the_whole(truncated: str, tmp_path: Path) -> None:
+    with pytest.raises(SourceUnavailable, match="ended 920 bytes short of its Content-Length"):
+        download(f"{truncated}/d.csv", tmp_path / "d.csv", Limits(max_bytes=2**20))
+
+
+def test_a_gzipped_body_is_inflated_within_the_limit(gzipped: str, tmp_path: Path) -> None:
+    plain = HEADER + b"1,0\n2,1\n" * 5000
+    assert download(f"{gzipped}/d.csv", tmp_path / "d.csv", Limits(max_bytes=2**20)) == len(plain)
+    assert (tmp_path / "d.csv").read_bytes() == plain
+    with pytest.raises(SourceTooLarge, match="more than the limit of 1000 bytes"):
+        download(f"{gzipped}/d.csv", tmp_path / "e.csv", Limits(max_bytes=1000))

@@ -16,9 +16,10 @@ from flywheel.api.dataset import DatasetSpec
 from flywheel.artifacts import ArtifactStore
 from flywheel.data import profile, snapshot
 from flywheel.data.columns import Kind
-from flywheel.data.errors import ValidationFailed
+from flywheel.data.errors import ParseError, ValidationFailed
 from flywheel.data.sketch import QuantileSketch
 from flywheel.data.snapshot import content_digest, short_version, snapshot_digest, write_snapshot
+from flywheel.data.sources import LocalSource
 from flywheel.data.stats import bin_counts, quantile_edges
 from flywheel.interfaces.jobs import IngestReport
 from flywheel.jobs.ingest import ingest, main
@@ -354,3 +355,95 @@ def test_entrypoint_reports_through_the_termination_message(tmp_path: Path) -> N
         "reason": "SourceNotFound",
         "message": "file:///nonexistent/data.csv: No such file or directory",
     }
+
+
+# Hostile and awkward CSVs (found by review) ------------------------------------------------------
+
+
+def test_csv_batch_size_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 256 rows or one batch: a boolean column empty for the first 300 rows, integers
+    that gain a gap after 3,000 rows, numbers that turn into a word at the end."""
+    rows = 5000
+    frame = pd.DataFrame(
+        {
+            "flag": [None] * 300 + [bool(i % 3) for i in range(rows - 300)],
+            "n": [float(i) for i in range(3000)] + [None] + [float(i) for i in range(rows - 3001)],
+            "code": [str(i % 50) for i in range(rows - 1)] + ["other"],
+            "label": [i % 2 for i in range(rows)],
+        }
+    )
+    digests = set()
+    for per_chunk in (256, 1000, 100_000):
+        monkeypatch.setattr(LocalSource, "_rows_per_chunk", lambda self, n=per_chunk: n)
+        digests.add(_ingest(tmp_path / str(per_chunk), frame).digest)
+    (digest,) = digests
+    assert digest == content_digest(pd.read_csv(tmp_path / "256" / "data.csv", dtype={"code": str}))
+
+
+def test_an_unnamed_index_column_is_read_as_pandas_names_it(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text(",x,target\n0,1.5,0\n1,2.5,1\n2,3.5,0\n")
+    spec = DatasetSpec.model_validate(
+        {"source": {"uri": f"file://{tmp_path}/d.csv"}, "schema": {"exclude": ["Unnamed: 0"]}}
+    )
+    report = ingest(
+        spec,
+        namespace="n",
+        name="d",
+        claim="c",
+        store=ArtifactStore(tmp_path),
+        previous_digest=None,
+    )
+    assert (report.rows, report.columns) == (3, 2)
+
+
+def test_rows_longer_than_the_header_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("x,y,target\n1,2,3,0\n4,5,6,1\n7,8,9,0\n")
+    spec = DatasetSpec.model_validate({"source": {"uri": f"file://{tmp_path}/d.csv"}})
+    with pytest.raises(ParseError, match="more fields than the header"):
+        ingest(
+            spec,
+            namespace="n",
+            name="d",
+            claim="c",
+            store=ArtifactStore(tmp_path),
+            previous_digest=None,
+        )
+
+
+def test_awkward_values_are_judged_not_crashed_on(tmp_path: Path) -> None:
+    assert _failures(
+        tmp_path, FRAME, {"validation": {"rules": [{"column": "color", "allowedValues": []}]}}
+    ) == ["allowedValues on color: 3 values not allowed (blue, green, red)"]
+    empty_label = FRAME.assign(target=pd.Series([None] * 4, dtype=float))
+    assert _failures(tmp_path, empty_label, {}) == ["label target: no value in any of the 4 rows"]
+    flags = FRAME.assign(id=[True, False, True, True])
+    (failure,) = _failures(tmp_path, flags, {"schema": {"features": [{"name": "id"}]}})
+    assert (
+        failure
+        == "type of id: declared numeric, but 4 of 4 values are not numbers ('True', 'False')"
+    )
+    big = FRAME.assign(id=pd.Series([2**60 + 1, None, 2**60 + 3, 2**60 + 5], dtype=object))
+    report = _ingest(tmp_path / "big", big)
+    assert report.digest == content_digest(pd.read_csv(tmp_path / "big" / "data.csv"))
+
+
+def test_text_deep_in_a_wide_file_is_a_type_failure_not_a_parse_error(tmp_path: Path) -> None:
+    """pandas' low-memory mode would hand over a column mixing numbers and text."""
+    rows = 200_000
+    frame = pd.DataFrame({f"c{i}": range(rows) for i in range(9)})
+    frame["x"] = [str(i) for i in range(rows - 1)] + ["x"]
+    frame["label"] = [i % 2 for i in range(rows)]
+    (failure,) = _failures(tmp_path, frame, {"schema": {"features": [{"name": "x"}]}})
+    assert failure == "type of x: declared numeric, but 1 of 200000 values are not numbers ('x')"
+
+
+def test_a_killed_ingest_leaves_nothing_behind_for_long(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    left = store.stage("pvc://art/datasets/ns/iris")
+    (left / "source.csv").write_text("spooled by a Job that was killed")
+    spec = DatasetSpec.model_validate({"source": {"uri": "sklearn://iris"}})
+    report = ingest(
+        spec, namespace="ns", name="iris", claim="art", store=store, previous_digest=None
+    )
+    versions = tmp_path / "art" / "datasets" / "ns" / "iris"
+    assert [p.name for p in versions.iterdir()] == [report.digest.removeprefix("sha256:")]
