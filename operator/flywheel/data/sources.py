@@ -21,6 +21,7 @@ import queue
 import stat
 import threading
 import urllib.parse
+import warnings
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,17 +125,18 @@ class LocalSource:
                 dtype=dict.fromkeys(text, str),
                 chunksize=self._rows_per_chunk(),
                 engine="c",
-                low_memory=False,  # one type per column and chunk, not per internal block
             )
             with chunks:
-                for chunk in chunks:
+                while (chunk := _next_chunk(chunks)) is not None:
                     if not chunk.index.equals(pd.RangeIndex(rows, rows + len(chunk))):
                         # pandas takes the first columns as an index when rows are too long
                         raise ParseError(
                             f"{self.uri}: rows after row {rows} have more fields than the "
                             f"header's {len(chunk.columns)}"
                         )
-                    table = pa.Table.from_pandas(chunk[columns], preserve_index=False)
+                    table = pa.Table.from_pandas(
+                        _text_if_mixed(chunk[columns]), preserve_index=False
+                    )
                     rows += len(chunk)
                     yield from table.combine_chunks().to_batches()
         except (pd.errors.ParserError, ValueError, KeyError, pa.ArrowException) as error:
@@ -150,6 +152,28 @@ class LocalSource:
             sample = handle.read(1 << 20)
         per_row = max(len(sample) // max(sample.count(b"\n"), 1), 1)
         return max(256, min(BATCH_ROWS * 4, BLOCK_BYTES // per_row))
+
+
+def _next_chunk(chunks: Iterator[pd.DataFrame]) -> pd.DataFrame | None:
+    """The next chunk; pandas' warning about a column of mixed types is handled (by
+    :func:`_text_if_mixed`), not passed on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+        return next(chunks, None)
+
+
+def _text_if_mixed(chunk: pd.DataFrame) -> pd.DataFrame:
+    """The chunk with every column of one type: pandas' parser types a chunk in blocks of
+    rows (its low-memory mode, twice as fast), so a column can hold numbers from one block and
+    text from the next; such a column becomes text (and is read again as written, once its
+    kind is settled)."""
+    for name in chunk.columns:
+        column = chunk[name]
+        if column.dtype == object:
+            found = pd.api.types.infer_dtype(column, skipna=True)
+            if found not in ("string", "boolean", "empty"):
+                chunk[name] = column.where(column.isna(), column.astype(str))
+    return chunk
 
 
 def prefetched(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
