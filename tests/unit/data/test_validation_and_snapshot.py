@@ -20,7 +20,7 @@ from flywheel.data.errors import ParseError, ValidationFailed
 from flywheel.data.sketch import QuantileSketch
 from flywheel.data.snapshot import content_digest, short_version, snapshot_digest, write_snapshot
 from flywheel.data.sources import LocalSource
-from flywheel.data.stats import bin_counts, quantile_edges
+from flywheel.data.stats import bin_counts, quantile_edges, sorted_bin_counts
 from flywheel.interfaces.jobs import IngestReport
 from flywheel.jobs.ingest import ingest, main
 
@@ -447,3 +447,14 @@ def test_a_killed_ingest_leaves_nothing_behind_for_long(tmp_path: Path) -> None:
     )
     versions = tmp_path / "art" / "datasets" / "ns" / "iris"
     assert [p.name for p in versions.iterdir()] == [report.digest.removeprefix("sha256:")]
+
+
+def test_counts_on_sorted_values_follow_the_serving_rule() -> None:
+    rng = np.random.default_rng(3)
+    for values in (
+        rng.normal(size=5000).round(1),  # many ties, values on the edges
+        rng.integers(0, 4, 1000).astype(float),  # few distinct values: merged edges
+        np.array([1.0]),
+    ):
+        for edges in (quantile_edges(values, 10), [0.0, 0.5], [-1.0, 1.0, 2.0], [1.0, 1.0]):
+            assert sorted_bin_counts(np.sort(values), edges) == bin_counts(values, edges)
