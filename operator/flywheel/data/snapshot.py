@@ -172,9 +172,11 @@ class SnapshotDigest:
                 return
             if pa.types.is_boolean(array.type):
                 array = pc.if_else(array, "True", "False")
-            filled = pc.fill_null(pc.cast(array, pa.string()), "\x00")
-            joined = pc.binary_join_element_wise(filled, "\x1e", "")  # each value, then 0x1E
-            offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
+            # large_string: 64-bit offsets, so a batch may hold more than 2 GiB of text
+            filled = pc.fill_null(pc.cast(array, pa.large_string()), "\x00")
+            end, none = pa.scalar("\x1e", pa.large_string()), pa.scalar("", pa.large_string())
+            joined = pc.binary_join_element_wise(filled, end, none)  # each value, then 0x1E
+            offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
             data = memoryview(joined.buffers()[2])[offsets[0] : offsets[len(joined)]]
             if pending:
                 self.hash.update(b"\x1e")
