@@ -75,8 +75,6 @@ class ColumnTyping:
     seen: set[Kind] = field(default_factory=set)
     not_numbers: int = 0
     examples: list[str] = field(default_factory=list)
-    numeric_text: bool = False
-    """Text batches that held nothing but numbers (a column that must be numeric)."""
 
     def update(self, array: pa.Array) -> Kind | None:
         """Take one batch of the column into account; the batch's kind."""
@@ -86,8 +84,7 @@ class ColumnTyping:
         text = kind in (Kind.STRING, Kind.BOOL) and self.must_be_number
         present = pc.drop_null(array)
         if text and self._count_not_numbers(present):
-            self.numeric_text = True
-            kind = Kind.FLOAT
+            kind = Kind.FLOAT  # text that is all numbers, in a column that must be numeric
         if kind is not None:
             self.seen.add(kind)
         return kind

@@ -380,34 +380,24 @@ def test_csv_batch_size_changes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert digest == content_digest(pd.read_csv(tmp_path / "256" / "data.csv", dtype={"code": str}))
 
 
+def _ingest_csv(tmp_path: Path, text: str, spec: dict[str, Any] | None = None) -> IngestReport:
+    """Ingest a CSV written as given (not through pandas)."""
+    (tmp_path / "d.csv").write_text(text)
+    document = {"source": {"uri": f"file://{tmp_path}/d.csv"}, **(spec or {})}
+    store = ArtifactStore(tmp_path)
+    spec_ = DatasetSpec.model_validate(document)
+    return ingest(spec_, namespace="n", name="d", claim="c", store=store, previous_digest=None)
+
+
 def test_an_unnamed_index_column_is_read_as_pandas_names_it(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text(",x,target\n0,1.5,0\n1,2.5,1\n2,3.5,0\n")
-    spec = DatasetSpec.model_validate(
-        {"source": {"uri": f"file://{tmp_path}/d.csv"}, "schema": {"exclude": ["Unnamed: 0"]}}
-    )
-    report = ingest(
-        spec,
-        namespace="n",
-        name="d",
-        claim="c",
-        store=ArtifactStore(tmp_path),
-        previous_digest=None,
-    )
+    text = ",x,target\n0,1.5,0\n1,2.5,1\n2,3.5,0\n"
+    report = _ingest_csv(tmp_path, text, {"schema": {"exclude": ["Unnamed: 0"]}})
     assert (report.rows, report.columns) == (3, 2)
 
 
 def test_rows_longer_than_the_header_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("x,y,target\n1,2,3,0\n4,5,6,1\n7,8,9,0\n")
-    spec = DatasetSpec.model_validate({"source": {"uri": f"file://{tmp_path}/d.csv"}})
     with pytest.raises(ParseError, match="more fields than the header"):
-        ingest(
-            spec,
-            namespace="n",
-            name="d",
-            claim="c",
-            store=ArtifactStore(tmp_path),
-            previous_digest=None,
-        )
+        _ingest_csv(tmp_path, "x,y,target\n1,2,3,0\n4,5,6,1\n7,8,9,0\n")
 
 
 def test_awkward_values_are_judged_not_crashed_on(tmp_path: Path) -> None:
