@@ -35,6 +35,13 @@ manifests: $(STAMP) ## Generate crds/ (and the chart's copy) from the API models
 	$(BIN)/python -m flywheel.crdgen crds charts/flywheel/files/crds
 	$(BIN)/python -m flywheel.crdgen.apidocs docs/api-reference.md
 
+PROTO_DIR := serving/flywheel_serving/oip_grpc
+
+.PHONY: proto
+proto: $(STAMP) ## Regenerate the gRPC messages (oip_grpc/grpc_predict_v2_pb2.py, .pyi) from the .proto.
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) --python_out=$(PROTO_DIR) --pyi_out=$(PROTO_DIR) \
+		$(PROTO_DIR)/grpc_predict_v2.proto
+
 .PHONY: lint
 lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift, hadolint.
 	$(BIN)/ruff check operator serving hack bench tests

@@ -27,24 +27,29 @@ from flywheel_serving.errors import (
     NotReady,
     PayloadTooLarge,
     ServingError,
+    UnsupportedMediaType,
 )
 from flywheel_serving.metrics import CallbackCollector, ServingMetrics
 from flywheel_serving.model import Inputs, Model, ModelLoadError, Prediction, load, resolve
-from flywheel_serving.monitoring import Monitor, info_metric
+from flywheel_serving.monitor_metrics import info_metric
+from flywheel_serving.monitoring import Monitor
 from flywheel_serving.openapi import document
 from flywheel_serving.protocol import (
+    HEADER_LENGTH,
     decode_feedback,
     decode_infer,
     decode_v1,
     encode_infer,
     encode_v1,
 )
+from flywheel_serving.signature import SERVER_METADATA, check_outputs, model_metadata, outputs
 
 logger = logging.getLogger("flywheel_serving")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = [(b"content-type", b"application/json")]
+BINARY = b"application/octet-stream"
 CLOSE = (b"connection", b"close")
 OFFLOAD_ROWS = 512  # larger runs go to a thread, so one big request does not stall the loop
 
@@ -171,7 +176,8 @@ class ServingApp:
             return
         started = time.perf_counter()
         endpoint = "other"
-        self.metrics.in_flight += 1
+        counted = scope["path"] != "/metrics"  # the scrape does not count itself
+        self.metrics.in_flight += counted
         try:
             key = (scope["method"], scope["path"])
             route = self._routes.get(key)
@@ -187,7 +193,7 @@ class ServingApp:
             logger.exception("internal error on %s %s", scope["method"], scope["path"])
             status, body, headers = 500, orjson.dumps({"error": f"internal error: {error}"}), JSON
         finally:
-            self.metrics.in_flight -= 1
+            self.metrics.in_flight -= counted
         length = (b"content-length", str(len(body)).encode())
         await send(
             {
@@ -224,6 +230,9 @@ class ServingApp:
             if verb == "predict":
                 self._model_named(name, None)
                 return "predict_v1", self._require(method, "POST", self._predict_v1)
+            if not verb:  # KServe's V1 Model Ready
+                self._model_named(name, None)
+                return "health", self._require(method, "GET", self._model_ready_v1)
             raise NotFound(f"no endpoint {path}")
         if parts[0] != "v2":
             if path == "/openapi.json":
@@ -273,7 +282,7 @@ class ServingApp:
             raise MethodNotAllowed(f"use {wanted}")
         return handler
 
-    def _serving_model(self) -> Loaded:
+    def serving_model(self) -> Loaded:
         """The loaded model; requests are still answered while the server drains."""
         if self.loaded is None:
             reason = self.failure.reason if self.failure else "Loading"
@@ -281,10 +290,10 @@ class ServingApp:
             raise NotReady(f"model {self.config.model_name} is not ready ({reason}): {detail}")
         return self.loaded
 
-    def _ready_model(self) -> Loaded:
+    def ready_model(self) -> Loaded:
         """The loaded model, for the readiness endpoints: not ready once a stop signal came,
         so endpoints stop routing here while in-flight and late requests are answered."""
-        loaded = self._serving_model()
+        loaded = self.serving_model()
         if self.draining:
             raise NotReady(f"model {self.config.model_name} is not ready (ShuttingDown)")
         return loaded
@@ -294,10 +303,17 @@ class ServingApp:
         for key, value in scope.get("headers", []):
             if key == b"content-length" and value.isdigit() and int(value) > limit:
                 raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+            if key == b"content-encoding" and value.strip().lower() not in (b"identity", b""):
+                raise UnsupportedMediaType(
+                    f"Content-Encoding {value.decode(errors='replace')!r} is not supported; "
+                    "send the body uncompressed"
+                )
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":  # also after the connection layer's 408
+                raise ServingError("the client went away before its body was complete", 499)
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -312,58 +328,40 @@ class ServingApp:
         return 200, b'{"live":true}', JSON
 
     async def _ready(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
-        self._ready_model()
+        self.ready_model()
         return 200, b'{"ready":true}', JSON
 
     async def _model_ready(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
-        self._ready_model()
+        self.ready_model()
         body = {"name": self.config.model_name, "ready": True}
         return 200, orjson.dumps(body), JSON
 
+    async def _model_ready_v1(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
+        ready = self.loaded is not None and not self.draining
+        body = {"name": self.config.model_name, "ready": ready}
+        return 200 if ready else 503, orjson.dumps(body), JSON
+
     async def _server_metadata(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
-        body = {"name": "flywheel-serving", "version": "0.1.0", "extensions": ["feedback"]}
-        return 200, orjson.dumps(body), JSON
+        return 200, orjson.dumps(SERVER_METADATA), JSON
 
     async def _openapi_document(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         return 200, self._openapi, JSON
 
     async def _model_metadata(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
-        model = self._serving_model().model
-        classes = len(model.class_labels) or -1
-        outputs = (
-            [
-                {"name": model.output_names[0], "datatype": "BYTES", "shape": [-1]},
-                {"name": model.output_names[1], "datatype": "FP32", "shape": [-1, classes]},
-            ]
-            if model.classifier
-            else [{"name": model.output_names[0], "datatype": "FP32", "shape": [-1, 1]}]
-        )
-        by_name = {f.name: f for f in model.features}
-        body = {
-            "name": self.config.model_name,
-            "versions": [self.config.model_version],
-            "platform": "onnxruntime_onnx",
-            "inputs": [
-                {
-                    "name": name,
-                    "datatype": "FP32" if by_name[name].type == "numeric" else "BYTES",
-                    "shape": [-1, 1],
-                }
-                for name in model.order
-            ],
-            "outputs": outputs,
-            "parameters": {"task": model.task, "class_labels": model.class_labels},
-        }
+        model = self.serving_model().model
+        body = model_metadata(self.config.model_name, self.config.model_version, model)
         return 200, orjson.dumps(body), JSON
 
     async def _baseline_document(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
-        document = self._serving_model().baseline
+        document = self.serving_model().baseline
         if document is None:
             why = "monitoring is off" if not self.config.monitoring else "no --stats-uri was given"
             raise NotFound(f"model {self.config.model_name} has no baseline: {why}")
         return 200, document, JSON
 
-    async def _predict(self, loaded: Loaded, inputs: Inputs) -> Prediction:
+    async def predict(self, loaded: Loaded, inputs: Inputs) -> Prediction:
+        """The model's answer for decoded inputs (batched when batching is on), refused (422)
+        when it is not finite; counted by the monitor once the response is on its way."""
         started = time.perf_counter()
         if loaded.batcher is not None:
             prediction = await loaded.batcher.predict(inputs)
@@ -374,10 +372,16 @@ class ServingApp:
             else:
                 prediction = loaded.model.run(inputs)
         self.metrics.inference.observe(time.perf_counter() - started)
+        check_outputs(prediction)
         if loaded.monitor is not None:
             # Counted once the response is on its way: binning is not on the request's path.
             self._unobserved.append((loaded.monitor, inputs, prediction))
         return prediction
+
+    def observe_pending(self) -> None:
+        """Count what the monitor has not counted yet (after a response is sent)."""
+        if self._unobserved:
+            self._observe()
 
     def _observe(self) -> None:
         while self._unobserved:
@@ -389,26 +393,33 @@ class ServingApp:
 
     async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
-        loaded = self._serving_model()
+        loaded = self.serving_model()
         model = loaded.model
-        request = decode_infer(body, model)
-        prediction = await self._predict(loaded, request.inputs)
+        header_length = None
+        for key, value in scope["headers"]:
+            if key == HEADER_LENGTH:
+                header_length = value
+        request = decode_infer(body, model, header_length)
+        prediction = await self.predict(loaded, request.inputs)
         config = self.config
-        encoded = encode_infer(
-            config.model_name, config.model_version, request, prediction, model.output_names
+        answer = outputs(request.outputs, request.binary_output, prediction, model, request.rows)
+        encoded, json_length = encode_infer(
+            config.model_name, config.model_version, request, answer
         )
-        return 200, encoded, JSON
+        if json_length is None:
+            return 200, encoded, JSON
+        return 200, encoded, [(b"content-type", BINARY), (HEADER_LENGTH, str(json_length).encode())]
 
     async def _predict_v1(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
-        loaded = self._serving_model()
+        loaded = self.serving_model()
         request = decode_v1(body, loaded.model)
-        prediction = await self._predict(loaded, request.inputs)
+        prediction = await self.predict(loaded, request.inputs)
         return 200, encode_v1(prediction), JSON
 
     async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         body = await self._body(scope, receive)
-        loaded = self._serving_model()
+        loaded = self.serving_model()
         predicted, actual = decode_feedback(body, loaded.model.classifier)
         if loaded.monitor is not None:
             loaded.monitor.feedback(predicted, actual)

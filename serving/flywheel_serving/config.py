@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel_serving import names
-from flywheel_serving.names import PORT
+from flywheel_serving.names import GRPC_PORT, PORT
 
 ARTIFACTS_ROOT = Path(names.ARTIFACTS_ROOT)
 """Where pods mount artifact claims: `pvc://<claim>/<path>` is `<root>/<claim>/<path>`."""
@@ -31,8 +31,14 @@ class ServingConfig:
     stats_uri: str = ""
     host: str = "0.0.0.0"
     port: int = PORT
+    grpc_port: int = GRPC_PORT
     artifacts_root: Path = ARTIFACTS_ROOT
     max_body_bytes: int = 8 * 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keep_alive_seconds: float = 15.0
     max_batch_size: int = 0
     max_latency_ms: float = 2.0
     intra_op_threads: int = 1
@@ -55,7 +61,10 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
     (
         "card-uri",
         str,
-        "The model card JSON (features, class labels); default: card.json next to the model.",
+        "A model card file checked against the card embedded in the model (which the sha256 "
+        "covers and the server always serves by); default: card.json next to the model, if "
+        "present. A file that differs, or one for a model that embeds no card, keeps the model "
+        "from being served (ArtifactDigestMismatch).",
     ),
     (
         "stats-uri",
@@ -64,13 +73,48 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
         "metrics use; empty: no feature metrics.",
     ),
     ("host", str, "Listen address (default 0.0.0.0)."),
-    ("port", int, f"Listen port (default {PORT})."),
+    ("port", int, f"Listen port of the REST API and /metrics (default {PORT})."),
+    (
+        "grpc-port",
+        int,
+        f"Listen port of the gRPC API (inference.GRPCInferenceService; default {GRPC_PORT}; "
+        "0: no gRPC server).",
+    ),
     (
         "artifacts-root",
         Path,
         "Where artifact claims are mounted (default /var/lib/flywheel/artifacts).",
     ),
-    ("max-body-bytes", int, "Largest accepted request body; larger ones get 413 (default 8 MiB)."),
+    (
+        "max-body-bytes",
+        int,
+        "Largest accepted request body (REST) or message (gRPC); larger ones get 413 / "
+        "RESOURCE_EXHAUSTED (default 8 MiB).",
+    ),
+    (
+        "max-header-bytes",
+        int,
+        "Largest request line plus headers of one HTTP request; larger ones get 431 and the "
+        "connection closes (default 16 KiB).",
+    ),
+    ("max-headers", int, "Most headers in one HTTP request; more get 431 (default 100)."),
+    (
+        "header-timeout-seconds",
+        float,
+        "The longest a client may take to send a request's line and headers, from its first "
+        "byte; slower ones get 408 and the connection closes (default 10).",
+    ),
+    (
+        "body-timeout-seconds",
+        float,
+        "The longest a client may take to send a request's body after its headers; slower ones "
+        "get 408 and the connection closes (default 30).",
+    ),
+    (
+        "keep-alive-seconds",
+        float,
+        "How long an idle keep-alive connection stays open between requests (default 15).",
+    ),
     (
         "max-batch-size",
         int,

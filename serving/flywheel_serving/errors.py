@@ -39,6 +39,12 @@ class PayloadTooLarge(ServingError):
     status = 413
 
 
+class UnsupportedMediaType(ServingError):
+    """415: a body in an encoding the server does not read (compressed)."""
+
+    status = 415
+
+
 class Unprocessable(ServingError):
     """422: well-formed, but not valid for this model (features, values)."""
 

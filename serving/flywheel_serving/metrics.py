@@ -3,7 +3,10 @@
 prometheus_client's own Counter and Histogram take a lock per update; at ~100 µs per request,
 the eight updates a request needs cost more than the model. Here an update is a dict lookup and
 a list increment on the event loop (one thread), and a collector renders the families from the
-injected registry. The endpoint label is the route, never the raw path; codes are few.
+injected registry. The endpoint label is the route, never the raw path; codes are few. gRPC calls
+count here too, under `grpc_infer`, `grpc_metadata` and `grpc_health`, with the HTTP status their
+gRPC status stands for (200 OK, 400/404/422/503, 500 INTERNAL; a message over the size limit is
+refused by gRPC itself, before it is counted).
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ class ServingMetrics:
         labels = [names.MODEL, names.VERSION]
         requests = CounterMetricFamily(
             names.REQUESTS,
-            "HTTP requests by endpoint and status code.",
+            "Requests by endpoint and status code (HTTP's; gRPC calls under grpc_* endpoints).",
             labels=[*labels, names.ENDPOINT, names.CODE],
         )
         for (endpoint, code), count in sorted(self.requests.items()):
@@ -102,7 +105,7 @@ class ServingMetrics:
         yield requests
         latency = HistogramMetricFamily(
             names.REQUEST_DURATION,
-            "HTTP request latency, body read to response.",
+            "Request latency, body read to response (gRPC: message decoded to response).",
             labels=[*labels, names.ENDPOINT],
         )
         for endpoint, histogram in sorted(self.latency.items()):

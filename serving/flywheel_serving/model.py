@@ -2,6 +2,13 @@
 
 Nothing here unpickles: the file is read as bytes, hashed, and handed to onnxruntime. A model
 whose bytes do not match the expected digest is never loaded (`ArtifactDigestMismatch`).
+
+The model card (feature names, types and order, class labels) comes from the verified bytes:
+training embeds it in the ONNX metadata (`flywheel.dev/model-card`), so the digest covers it. A
+card file beside the model (`card.json`, or `--card-uri`) is not covered by the digest: when one
+is present it must describe the model exactly as the embedded card does, and a model with no
+embedded card is not served with a card file either (`ArtifactDigestMismatch`, naming what
+differs). Without either, the graph's own inputs describe the features.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
+
+from flywheel_serving.names import MODEL_CARD_METADATA_KEY
 
 FeatureType = Literal["numeric", "categorical"]
 
@@ -89,9 +98,13 @@ class Model:
         self,
         onnx: bytes,
         *,
-        card: dict[str, Any] | None,
+        card: dict[str, Any] | None = None,
+        card_source: str = "card.json",
         intra_op_threads: int = 1,
     ) -> None:
+        """`onnx`: the verified bytes. `card`: a card file found beside the model (read from
+        `card_source`), which the digest does not cover: it must agree with the card embedded in
+        the bytes (ArtifactDigestMismatch otherwise, or when the bytes embed none)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -103,9 +116,11 @@ class Model:
             raise ModelLoadError(
                 "ModelLoadFailed", f"onnxruntime cannot load it: {error}"
             ) from error
+        self.card = verified_card(embedded_card(self.session), card, card_source)
+        """The model card the model is served with: the one embedded in the verified bytes."""
         inputs = self.session.get_inputs()
         outputs = [o.name for o in self.session.get_outputs()]
-        signature = (card or {}).get("signature", card or {})
+        signature = _signature(self.card) if self.card is not None else {}
         declared = signature.get("features") or [
             {"name": i.name, "type": "categorical" if "string" in i.type else "numeric"}
             for i in inputs
@@ -167,6 +182,101 @@ class Model:
         self.run(Inputs(numeric, {f.name: empty for f in self._categorical}, 1))
 
 
+def embedded_card(session: ort.InferenceSession) -> dict[str, Any] | None:
+    """The model card in the ONNX metadata (`MODEL_CARD_METADATA_KEY`), or None."""
+    text = session.get_modelmeta().custom_metadata_map.get(MODEL_CARD_METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        card = json.loads(text)
+    except ValueError as error:
+        raise ModelLoadError(
+            "ModelLoadFailed", f"the model card embedded in the model is not JSON: {error}"
+        ) from error
+    if not isinstance(card, dict) or not isinstance(_signature(card), dict):
+        raise ModelLoadError(
+            "ModelLoadFailed", "the model card embedded in the model is not a JSON object"
+        )
+    return card
+
+
+def verified_card(
+    embedded: dict[str, Any] | None, given: dict[str, Any] | None, source: str
+) -> dict[str, Any] | None:
+    """The card to serve with: the embedded one, once a card file given beside it (`source`)
+    is known to describe the model the same way (its signature equal); ArtifactDigestMismatch
+    when it does not, or when only the file has a card (the digest covers no card then)."""
+    if given is None:
+        return embedded
+    if embedded is None:
+        raise ModelLoadError(
+            "ArtifactDigestMismatch",
+            f"{source} describes the model, but the model embeds no card "
+            f"({MODEL_CARD_METADATA_KEY}): the sha256 does not cover that file, so it cannot "
+            "be trusted to describe the features and classes; refusing to serve it (remove the "
+            "file to serve the model on its graph's inputs, or retrain to embed the card)",
+        )
+    theirs, ours = _signature(given), _signature(embedded)
+    if not isinstance(theirs, dict):
+        raise ModelLoadError(
+            "ArtifactDigestMismatch",
+            f"{source} has no signature object, the model card embedded in the verified model "
+            f"does ({_brief(ours)}); refusing to serve it",
+        )
+    differences = [
+        _difference(key, theirs.get(key), ours.get(key))
+        for key in sorted(set(theirs) | set(ours))
+        if theirs.get(key) != ours.get(key)
+    ]
+    if differences:
+        raise ModelLoadError(
+            "ArtifactDigestMismatch",
+            f"{source} does not match the model card embedded in the verified model (only that "
+            f"one is covered by the sha256): {'; '.join(differences)}; refusing to serve it",
+        )
+    return embedded
+
+
+def _signature(card: dict[str, Any]) -> Any:
+    """A card's signature: its `signature`, or the card itself when it is only a signature."""
+    return card.get("signature", card)
+
+
+def _difference(key: str, theirs: Any, ours: Any) -> str:
+    """One signature field that differs, both ways round, briefly."""
+    if key == "features" and _feature_list(theirs) and _feature_list(ours):
+        file_names = [f.get("name") for f in theirs]
+        model_names = [f.get("name") for f in ours]
+        if file_names != model_names:
+            how = (
+                "reordered"
+                if sorted(map(str, file_names)) == sorted(map(str, model_names))
+                else "differ"
+            )
+            return (
+                f"features {how}: {_brief(file_names)} in the file, {_brief(model_names)} in "
+                "the model"
+            )
+        types = [
+            f"{f.get('name')} is {f.get('type')} in the file, {g.get('type')} in the model"
+            for f, g in zip(theirs, ours, strict=True)
+            if f != g
+        ]
+        return "feature types differ: " + _brief(", ".join(types))
+    if key == "classLabels" and isinstance(theirs, list) and theirs == list(reversed(ours or [])):
+        return f"classLabels reversed: {_brief(theirs)} in the file, {_brief(ours)} in the model"
+    return f"{key}: {_brief(theirs)} in the file, {_brief(ours)} in the model"
+
+
+def _feature_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(f, dict) for f in value)
+
+
+def _brief(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load(
     model_uri: str,
     *,
@@ -199,7 +309,11 @@ def load(
             card = json.loads(card_path.read_bytes())
         except (OSError, ValueError) as error:
             raise ModelLoadError("ModelLoadFailed", f"cannot read {card_path}: {error}") from error
-    model = Model(onnx, card=card, intra_op_threads=intra_op_threads)
+        if not isinstance(card, dict):
+            raise ModelLoadError("ModelLoadFailed", f"{card_path} is not a JSON object")
+    model = Model(
+        onnx, card=card, card_source=card_uri or str(card_path), intra_op_threads=intra_op_threads
+    )
     try:
         model.warm_up()
     except Exception as error:  # onnxruntime's own exception classes

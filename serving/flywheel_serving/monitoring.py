@@ -13,30 +13,39 @@ the last bin also holds the last edge) or B+1 (overflow), the positions of the b
 `histogram.counts`; missing values count as `null`. A categorical value counts as itself when it
 is one of the baseline's top categories, as `__other__` when it is one of its other values, as
 `__unseen__` otherwise, and as `__null__` when missing.
+
+One request cannot spoil the others': each is checked as it is taken (its arrays' shapes and
+types against the model's features and classes: attribute reads, no numpy pass), and each batch
+before it is counted (no NaN input, every probability and predicted value finite, every
+predicted class one of the model's: one vectorised check per batch; only a batch that fails it
+is looked at request by request). A request that fails is left out whole and counted in
+`flywheel_monitoring_rejected_rows_total{reason}`; a batch is tallied first and added to the
+counts only once all of it is tallied, so `flywheel_monitored_rows_total` is always the number
+of rows in the histograms. Feedback that would make an error total non-finite is refused (422)
+before anything is counted.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 
 from flywheel_serving import names
 from flywheel_serving.bins import CategoricalBins, NumericBins
-from flywheel_serving.metrics import bucket_label
+from flywheel_serving.errors import Unprocessable
 from flywheel_serving.model import Inputs, Prediction
+from flywheel_serving.monitor_metrics import SCORE_BUCKETS, WHY, families
 
 logger = logging.getLogger("flywheel_serving")
-SCORE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
 SCORE_ARRAY = np.array(SCORE_BUCKETS)
 FLUSH_ROWS = 1024
 """Rows taken before they are counted. numpy's per-call cost (several µs a call with the cold
@@ -45,6 +54,19 @@ costs a fraction of one per request; a scrape counts whatever is pending first."
 FLUSH_REQUESTS = 32
 """Requests taken before they are counted, whatever their size: joining many tiny arrays costs
 more than it saves, and the count that one request in this many does stays short."""
+Part = tuple[Inputs, Prediction]
+
+
+@dataclass
+class _Tally:
+    """What one batch adds to the counts, computed in full before any of it is added."""
+
+    rows: int = 0
+    features: np.ndarray[Any, Any] | None = None
+    predictions: np.ndarray[Any, Any] | None = None
+    scores: np.ndarray[Any, Any] | None = None
+    score_sum: float = 0.0
+    rejected: Counter[str] = field(default_factory=Counter)
 
 
 class Monitor:
@@ -100,8 +122,14 @@ class Monitor:
         self.labels = 0
         self.absolute_error = 0.0
         self.squared_error = 0.0
-        self._pending: list[tuple[Inputs, Prediction]] = []
+        self.rejected = dict.fromkeys(names.REJECT_REASONS, 0)
+        """Rows left out of the counts, by reason."""
+        self._pending: list[Part] = []
         self._pending_rows = 0
+        self._numeric_width = len(numeric_names)
+        self._categorical_names = {n for n, t in features if t == "categorical"}
+        self._score_width = len(self.classes) or None  # without a card: the first request's
+        self._kind: tuple[bool, bool, bool] | None = None  # (labels, probabilities, values)
 
     def _prediction_slots(self) -> int:
         return self.prediction_bins.slots if self.prediction_bins is not None else 0
@@ -109,61 +137,238 @@ class Monitor:
     def observe(self, inputs: Inputs, prediction: Prediction) -> None:
         """Take one request's (or batch's) inputs and predictions; they are counted in batches
         (`FLUSH_ROWS` rows or `FLUSH_REQUESTS` requests), and always before a scrape, so scrapes
-        see every row."""
+        see every row. A request whose arrays do not fit the model is left out (and counted as
+        rejected) here, before it can spoil a batch."""
+        problem = self._misshapen(inputs, prediction)
+        if problem is not None:
+            self._reject({"shape": _rows(inputs)}, problem)
+            return
+        if inputs.rows == 0:
+            return
         self._pending.append((inputs, prediction))
         self._pending_rows += inputs.rows
         if self._pending_rows >= FLUSH_ROWS or len(self._pending) >= FLUSH_REQUESTS:
             self.flush()
 
+    def _misshapen(self, inputs: Inputs, prediction: Prediction) -> str | None:
+        """What does not fit the model in a request's arrays (shapes and types: attribute
+        reads only, nothing that costs a numpy call), or None."""
+        rows = inputs.rows
+        if not isinstance(rows, int) or rows < 0:
+            return f"a request of {rows!r} rows"
+        numeric = inputs.numeric
+        if numeric.shape != (rows, self._numeric_width) or numeric.dtype.kind != "f":
+            return (
+                f"numeric inputs {numeric.shape} {numeric.dtype}, expected "
+                f"({rows}, {self._numeric_width}) floats"
+            )
+        if inputs.categorical.keys() != self._categorical_names:
+            return (
+                f"categorical inputs {sorted(inputs.categorical)}, expected "
+                f"{sorted(self._categorical_names)}"
+            )
+        for name, column in inputs.categorical.items():
+            if column.shape != (rows,):
+                return f"categorical input {name} of shape {column.shape}, expected ({rows},)"
+        labels, probabilities, values = (
+            prediction.labels,
+            prediction.probabilities,
+            prediction.values,
+        )
+        kind = (labels is not None, probabilities is not None, values is not None)
+        if self._kind is not None and kind != self._kind:
+            return f"a prediction with (labels, probabilities, values) {kind}, not {self._kind}"
+        if self.classes and (labels is None or values is not None):
+            return "a classifier's prediction without labels, or with values"
+        if not any(kind):
+            return "a prediction without labels, probabilities or values"
+        if labels is not None and labels.shape != (rows,):
+            return f"labels of shape {labels.shape}, expected ({rows},)"
+        if probabilities is not None:
+            width = self._score_width or (probabilities.shape[1] if probabilities.ndim == 2 else 0)
+            if probabilities.shape != (rows, width) or width < 1 or probabilities.dtype.kind != "f":
+                return (
+                    f"probabilities {probabilities.shape} {probabilities.dtype}, expected "
+                    f"({rows}, {width or 'classes'}) floats"
+                )
+        if values is not None and (values.shape != (rows,) or values.dtype.kind != "f"):
+            return f"values {values.shape} {values.dtype}, expected ({rows},) floats"
+        if probabilities is not None:
+            self._score_width = probabilities.shape[1]
+        self._kind = kind
+        return None
+
     def flush(self) -> None:
-        """Count everything taken so far: a few vectorised calls for the whole batch."""
+        """Count everything taken so far: a few vectorised calls for the whole batch. Should
+        that fail (a bug: every request was checked), each request is counted on its own, so
+        only one that cannot be counted is left out."""
         if not self._pending:
             return
         parts, self._pending, self._pending_rows = self._pending, [], 0
-        inputs = parts[0][0] if len(parts) == 1 else Inputs.concatenate([i for i, _ in parts])
-        self.rows += inputs.rows
+        try:
+            self._apply(self._tally(parts))
+        except Exception:
+            logger.exception(
+                "counting %d requests together failed: counting one by one", len(parts)
+            )
+            for part in parts:
+                try:
+                    self._apply(self._tally([part]))
+                except Exception:
+                    logger.exception("counting one request failed: its rows are left out")
+                    self._reject({"error": part[0].rows})
+
+    def _tally(self, parts: list[Part]) -> _Tally:
+        """What a batch adds, its invalid requests left out; changes nothing itself."""
+        tally = _Tally()
+        while True:  # twice at most: what is left after the first pass is valid
+            inputs = parts[0][0] if len(parts) == 1 else Inputs.concatenate([i for i, _ in parts])
+            predictions = [p for _, p in parts]
+            labels = (
+                _joined([p.labels for p in predictions])
+                if self.classes and predictions[0].labels is not None  # no card: no class names
+                else None
+            )
+            probabilities = (
+                _joined([p.probabilities for p in predictions])
+                if predictions[0].probabilities is not None
+                else None
+            )
+            values = (
+                _joined([p.values for p in predictions])
+                if predictions[0].values is not None
+                else None
+            )
+            seen = Counter(labels.tolist()) if labels is not None else None
+            invalid = self._invalid(parts, inputs, seen, probabilities, values)
+            if not invalid:
+                break
+            for index, reason in invalid.items():
+                tally.rejected[reason] += parts[index][0].rows
+            parts = [part for index, part in enumerate(parts) if index not in invalid]
+            if not parts:
+                return tally
+        tally.rows = inputs.rows
+        features = np.zeros_like(self.features)
         if self.numeric.names:
             matrix = inputs.numeric if self._all_columns else inputs.numeric[:, self._columns]
-            self.features[: self.numeric.slots] += self.numeric.count(matrix)
+            features[: self.numeric.slots] = self.numeric.count(matrix)
         for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
-            for value, seen in Counter(inputs.categorical[bins.name].tolist()).items():
-                self.features[offset + bins.position(value)] += seen
-        predictions = [p for _, p in parts]
-        if self.classes and predictions[0].labels is not None:  # no card: no class names
-            self._count_labels(_joined([p.labels for p in predictions]))
-        if predictions[0].probabilities is not None and predictions[0].probabilities.size:
-            self._count_scores(_joined([p.probabilities for p in predictions]))
-        if predictions[0].values is not None and self.prediction_bins is not None:
-            values = _joined([p.values for p in predictions])
-            self.predictions += self.prediction_bins.count(values.reshape(-1, 1))
+            for value, count in Counter(inputs.categorical[bins.name].tolist()).items():
+                features[offset + bins.position(value)] += count
+        tally.features = features
+        if seen is not None:
+            classes = np.zeros_like(self.predictions)
+            slot = self.class_index
+            # Counting in C first, then one lookup per distinct label, beats sorting objects.
+            for label, seen_count in seen.items():
+                classes[slot[_text(label)]] += seen_count
+            tally.predictions = classes
+        if probabilities is not None and probabilities.size:
+            # float32 probabilities can sum to 1.0000001: clip, so every score has a bucket.
+            best = _row_max(probabilities)
+            np.minimum(best, 1.0, out=best)
+            tally.scores = np.bincount(
+                np.searchsorted(SCORE_ARRAY, best), minlength=len(SCORE_BUCKETS)
+            )
+            tally.score_sum = float(best.sum())
+        if values is not None and self.prediction_bins is not None:
+            tally.predictions = self.prediction_bins.count(values.reshape(-1, 1))
+        return tally
 
-    def _count_labels(self, labels: np.ndarray[Any, Any]) -> None:
-        unseen = len(self.classes)
-        index, counts = self.class_index, self.predictions
-        # Counting in C first, then one lookup per distinct label, beats sorting object arrays.
-        for label, seen in Counter(labels.tolist()).items():
-            counts[index.get(label if isinstance(label, str) else str(label), unseen)] += seen
+    def _invalid(
+        self,
+        parts: list[Part],
+        inputs: Inputs,
+        seen: Counter[Any] | None,
+        probabilities: np.ndarray[Any, Any] | None,
+        values: np.ndarray[Any, Any] | None,
+    ) -> dict[int, str]:
+        """The requests of a batch that must not be counted, and why: one vectorised check per
+        array for the whole batch, and a look at single requests only when one fails."""
+        bad: dict[int, str] = {}
+        ends: np.ndarray[Any, Any] | None = None
 
-    def _count_scores(self, probabilities: np.ndarray[Any, Any]) -> None:
-        # float32 probabilities can sum to 1.0000001: clip, so every score has a bucket.
-        best = _row_max(probabilities)
-        np.minimum(best, 1.0, out=best)
-        self.scores += np.bincount(np.searchsorted(SCORE_ARRAY, best), minlength=len(SCORE_BUCKETS))
-        self.score_sum += float(best.sum())
+        def mark(rows: np.ndarray[Any, Any], reason: str) -> None:
+            nonlocal ends
+            if ends is None:
+                ends = np.cumsum([i.rows for i, _ in parts])
+            for index in np.unique(np.searchsorted(ends, np.flatnonzero(rows), side="right")):
+                bad.setdefault(int(index), reason)
+
+        numeric = inputs.numeric
+        if numeric.size and np.isnan(numeric).any():
+            mark(np.isnan(numeric).any(axis=1), "non_finite")
+        if probabilities is not None and not np.isfinite(probabilities).all():
+            mark(~np.isfinite(probabilities).all(axis=1), "non_finite")
+        if values is not None and not np.isfinite(values).all():
+            mark(~np.isfinite(values), "non_finite")
+        if seen is not None and any(_text(label) not in self.class_index for label in seen):
+            for index, (_, prediction) in enumerate(parts):
+                assert prediction.labels is not None  # checked as it was taken
+                labels = set(prediction.labels.tolist())
+                if any(_text(label) not in self.class_index for label in labels):
+                    bad.setdefault(index, "unknown_class")
+        return bad
+
+    def _apply(self, tally: _Tally) -> None:
+        """Add a batch's tally to the counts (arrays of the same shapes: this cannot fail)."""
+        self.rows += tally.rows
+        if tally.features is not None:
+            self.features += tally.features
+        if tally.predictions is not None:
+            self.predictions += tally.predictions
+        if tally.scores is not None:
+            self.scores += tally.scores
+            self.score_sum += tally.score_sum
+        if tally.rejected:
+            self._reject(tally.rejected)
+
+    def _reject(self, rows: dict[str, int], detail: str = "") -> None:
+        """Count rows left out; the first time for each reason, say so in the log (only then:
+        a flood of bad requests must not flood the log)."""
+        for reason, count in rows.items():
+            if not self.rejected[reason]:
+                logger.warning(
+                    "monitoring of model %s version %s leaves out a request: %s%s (counted in "
+                    "%s{reason=%r}; only the first is logged)",
+                    self.model,
+                    self.version,
+                    WHY[reason],
+                    f" ({detail})" if detail else "",
+                    names.total(names.MONITORING_REJECTED_ROWS),
+                    reason,
+                )
+            self.rejected[reason] += count
 
     def feedback(self, predicted: Sequence[Any], actual: Sequence[Any]) -> None:
-        """Count true labels against the predictions they answer (classes or values)."""
-        self.labels += len(actual)
+        """Count true labels against the predictions they answer (classes or values).
+
+        Unprocessable (422), with nothing counted, for feedback that cannot be counted: a
+        regressor's error totals must stay finite, so every difference, absolute error, square
+        and sum is checked in float64 before any of it is added."""
+        if len(predicted) != len(actual) or not actual:
+            raise Unprocessable("feedback needs as many predictions as labels, at least one")
         if self.classes:
             unknown = len(self.classes)
             for p, a in zip(predicted, actual, strict=True):
                 row = self.class_index.get(str(p), unknown)
                 column = self.class_index.get(str(a), unknown)
                 self.confusion[row, column] += 1
+            self.labels += len(actual)
             return
-        errors = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
-        self.absolute_error += float(np.abs(errors).sum())
-        self.squared_error += float((errors**2).sum())
+        absolute, squared = _errors(predicted, actual)
+        absolute_total = self.absolute_error + absolute
+        squared_total = self.squared_error + squared
+        if not (math.isfinite(absolute_total) and math.isfinite(squared_total)):
+            raise Unprocessable(
+                "counting this feedback would take the error totals beyond float64 (absolute "
+                f"{self.absolute_error:.6g} + {absolute:.6g}, squared {self.squared_error:.6g} + "
+                f"{squared:.6g}): not counted"
+            )
+        self.labels += len(actual)
+        self.absolute_error = absolute_total
+        self.squared_error = squared_total
 
     def collect(self) -> Iterable[Metric]:
         """The counts as Prometheus metric families (called at scrape time)."""
@@ -171,104 +376,60 @@ class Monitor:
             self.flush()
         except Exception:  # a monitoring bug must not take /metrics down with it
             logger.exception("counting the pending requests failed")
-        base = [self.model, self.version]
-        rows = CounterMetricFamily(
-            names.MONITORED_ROWS,
-            "Rows predicted (the sample size of drift windows).",
-            labels=[names.MODEL, names.VERSION],
-        )
-        rows.add_metric(base, self.rows)
-        yield rows
-        values = CounterMetricFamily(
-            names.FEATURE_VALUES,
-            "Input values per feature and baseline bin (numeric: position in the baseline "
-            "histogram counts, 0 underflow, last overflow; categorical: category, __other__, "
-            "__unseen__, __null__).",
-            labels=[names.MODEL, names.VERSION, names.FEATURE, names.BIN],
-        )
-        counts = self.features.tolist()
-        for slot, (feature, bin_) in enumerate(self.numeric.labels()):
-            values.add_metric([*base, feature, bin_], counts[slot])
-        for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
-            for position, label in enumerate(bins.labels):
-                values.add_metric([*base, bins.name, label], counts[offset + position])
-        yield values
-        yield from self._predictions(base)
-        yield from self._feedback(base)
-
-    def _predictions(self, base: list[str]) -> Iterable[Metric]:
-        counts = self.predictions.tolist()
-        if self.classes:
-            family = CounterMetricFamily(
-                names.PREDICTIONS,
-                "Predicted classes.",
-                labels=[names.MODEL, names.VERSION, names.CLASS],
-            )
-            for position, label in enumerate([*self.classes, names.UNSEEN]):
-                family.add_metric([*base, label], counts[position])
-            yield family
-            buckets = np.cumsum(self.scores).tolist()
-            score = HistogramMetricFamily(
-                names.PREDICTION_SCORE,
-                "The highest class probability of each prediction.",
-                labels=[names.MODEL, names.VERSION],
-            )
-            score.add_metric(
-                base,
-                [(bucket_label(b), c) for b, c in zip(SCORE_BUCKETS, buckets, strict=True)]
-                + [("+Inf", buckets[-1])],
-                sum_value=self.score_sum,
-            )
-            yield score
-        elif self.prediction_bins is not None:
-            family = CounterMetricFamily(
-                names.PREDICTION_VALUES,
-                "Predicted values per bin of the training label's histogram.",
-                labels=[names.MODEL, names.VERSION, names.BIN],
-            )
-            for slot, (_, bin_) in enumerate(self.prediction_bins.labels()):
-                family.add_metric([*base, bin_], counts[slot])
-            yield family
-
-    def _feedback(self, base: list[str]) -> Iterable[Metric]:
-        labels = CounterMetricFamily(
-            names.FEEDBACK_LABELS, "True labels received.", labels=[names.MODEL, names.VERSION]
-        )
-        labels.add_metric(base, self.labels)
-        yield labels
-        if self.classes:
-            slots = [*self.classes, names.UNSEEN]
-            confusion = CounterMetricFamily(
-                names.FEEDBACK_CONFUSION,
-                "True labels by predicted and actual class (accuracy = diagonal / total).",
-                labels=[names.MODEL, names.VERSION, names.PREDICTED, names.ACTUAL],
-            )
-            matrix = self.confusion.tolist()
-            for row, predicted in enumerate(slots):
-                for column, actual in enumerate(slots):
-                    confusion.add_metric([*base, predicted, actual], matrix[row][column])
-            yield confusion
-            return
-        for name, total, text in (
-            (
-                names.FEEDBACK_ABSOLUTE_ERROR,
-                self.absolute_error,
-                "Sum of |prediction - label|.",
-            ),
-            (
-                names.FEEDBACK_SQUARED_ERROR,
-                self.squared_error,
-                "Sum of (prediction - label)^2.",
-            ),
-        ):
-            family = CounterMetricFamily(name, text, labels=[names.MODEL, names.VERSION])
-            family.add_metric(base, total)
-            yield family
+        yield from families(self)
 
 
 def _joined(arrays: list[np.ndarray[Any, Any] | None]) -> np.ndarray[Any, Any]:
     present = [a for a in arrays if a is not None]
     return present[0] if len(present) == 1 else np.concatenate(present)
+
+
+def _rows(inputs: Inputs) -> int:
+    return inputs.rows if isinstance(inputs.rows, int) and inputs.rows > 0 else 0
+
+
+def _text(label: Any) -> str:
+    return label if isinstance(label, str) else str(label)
+
+
+def _errors(predicted: Sequence[Any], actual: Sequence[Any]) -> tuple[float, float]:
+    """The sums of |prediction - label| and (prediction - label)^2 of one feedback, in float64;
+    Unprocessable when any of them, or anything they are made of, is not finite."""
+    try:
+        given = np.asarray(predicted, dtype=np.float64)
+        truth = np.asarray(actual, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise Unprocessable(
+            "a regressor's predictions and labels must be finite numbers"
+        ) from error
+    if given.shape != (len(predicted),) or truth.shape != given.shape:
+        raise Unprocessable("a regressor's predictions and labels must be numbers, one per item")
+    with np.errstate(over="ignore", invalid="ignore"):
+        difference = given - truth
+        absolute = np.abs(difference)
+        squared = difference * difference
+        sums = np.array([absolute.sum(), squared.sum()])
+    for name, array in (("prediction", given), ("label", truth)):
+        if not np.isfinite(array).all():
+            item = int(np.flatnonzero(~np.isfinite(array))[0])
+            raise Unprocessable(f"item {item}: the {name} {array[item]!r} is not a finite number")
+    for quantity, array in (
+        ("prediction - label", difference),
+        ("|prediction - label|", absolute),
+        ("(prediction - label)^2", squared),
+    ):
+        if not np.isfinite(array).all():
+            item = int(np.flatnonzero(~np.isfinite(array))[0])
+            raise Unprocessable(
+                f"item {item}: {quantity} for prediction {given[item]!r} and label "
+                f"{truth[item]!r} overflows float64; feedback not counted"
+            )
+    if not np.isfinite(sums).all():
+        raise Unprocessable(
+            "the absolute or squared errors of this feedback sum beyond float64; "
+            "feedback not counted"
+        )
+    return float(sums[0]), float(sums[1])
 
 
 def _row_max(probabilities: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -282,19 +443,3 @@ def _row_max(probabilities: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     for column in range(1, classes):
         np.maximum(best, probabilities[:, column], out=best)
     return best
-
-
-def info_metric(model: str, version: str, sha256: str, ready: bool) -> Iterable[Metric]:
-    """The model info series and readiness."""
-    info = GaugeMetricFamily(
-        names.MODEL_INFO, "The served model.", labels=[names.MODEL, names.VERSION, names.SHA256]
-    )
-    info.add_metric([model, version, sha256], 1)
-    yield info
-    up = GaugeMetricFamily(
-        names.MODEL_READY,
-        "1 once loaded, verified and warmed up.",
-        labels=[names.MODEL, names.VERSION],
-    )
-    up.add_metric([model, version], 1 if ready else 0)
-    yield up

@@ -28,6 +28,8 @@ BATCH_SIZE: Final = "flywheel_batch_size"
 IN_FLIGHT_REQUESTS: Final = "flywheel_in_flight_requests"
 MODEL_INFO: Final = "flywheel_model_info"
 MODEL_READY: Final = "flywheel_model_ready"
+MONITORING_REJECTED_ROWS: Final = "flywheel_monitoring_rejected_rows"
+"""Rows left out of the monitoring counts, by `reason` (see REJECT_REASONS)."""
 
 # Label names of those series.
 MODEL: Final = "model"
@@ -40,6 +42,7 @@ ACTUAL: Final = "actual"
 ENDPOINT: Final = "endpoint"
 CODE: Final = "code"
 SHA256: Final = "sha256"
+REASON: Final = "reason"
 
 
 def total(family: str) -> str:
@@ -58,6 +61,11 @@ SLOT_LABELS: Final[dict[str, tuple[str, ...]]] = {
 }
 """Every counter the ModelMonitor reads, and the labels (besides model and version) that tell
 its slots apart."""
+
+REJECT_REASONS: Final = ("shape", "non_finite", "unknown_class", "error")
+"""The `reason`s of MONITORING_REJECTED_ROWS: arrays whose shapes or types disagree with the
+model's features or classes; a NaN or infinite probability or predicted value, or a NaN input;
+a predicted class the model does not have; counting failed unexpectedly (logged)."""
 
 # Bin slots. A numeric feature's slots are the positions 0 (underflow) .. B+1 (overflow) of its
 # baseline histogram, then `null`; a categorical feature's are its top values, then these three.
@@ -85,6 +93,10 @@ def categorical_slots(top: list[str]) -> list[str]:
 STATS_FORMAT: Final = "flywheel.dev/stats/v1"
 """A Dataset snapshot's statistics: the drift baseline (docs/stats-format.md)."""
 MODEL_CARD_FORMAT: Final = "flywheel.dev/model-card/v1"
+MODEL_CARD_METADATA_KEY: Final = "flywheel.dev/model-card"
+"""The ONNX `metadata_props` key under which training embeds the model card (the same JSON as
+card.json), so the sha256 the ModelVersion records covers it; the server takes the card from
+there."""
 EXAMPLES_FORMAT: Final = "flywheel.dev/examples/v1"
 
 # Pods.
@@ -94,7 +106,9 @@ ARTIFACTS_ROOT: Final = "/var/lib/flywheel/artifacts"
 
 # HTTP.
 PORT: Final = 8080
-"""The port serving pods listen on."""
+"""The port serving pods listen on (REST and metrics)."""
+GRPC_PORT: Final = 8081
+"""The gRPC API's port (KServe's and MLServer's default)."""
 READY_PATH: Final = "/v2/health/ready"
 LIVE_PATH: Final = "/v2/health/live"
 METRICS_PATH: Final = "/metrics"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flywheel_serving.protocol import DATATYPES
+from flywheel_serving.tensors import DATATYPES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -17,8 +17,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed request (JSON, shape, datatype).",
         404: "No such model, version or endpoint.",
+        408: "The request's headers or body arrived too slowly (the connection closes).",
         413: "The body is larger than the server accepts.",
-        422: "Well-formed, but not valid for this model (features, missing values).",
+        415: "A compressed body (Content-Encoding); send it uncompressed.",
+        422: "Well-formed, but not valid for this model (features, missing or non-finite "
+        "values, a value beyond float32, an output that would not be finite).",
+        431: "The request's headers are too many or too large (the connection closes).",
         503: "The model is not loaded and verified, or the server is shutting down.",
     }
     return {str(code): _json(ERROR, text[code]) for code in codes}
@@ -40,16 +44,21 @@ def document(model: str) -> dict[str, Any]:
         "schema": {"type": "string"},
     }
     infer = {
-        "summary": "Predict (Open Inference Protocol v2).",
+        "summary": "Predict (Open Inference Protocol v2, with the binary tensor data extension).",
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": "The JSON request (its length in the "
+                    "Inference-Header-Content-Length header), then the raw input bytes.",
+                },
             },
         },
         "responses": {
             "200": _json({"$ref": "#/components/schemas/InferenceResponse"}, "Predictions."),
-            **_errors(400, 404, 413, 422, 503),
+            **_errors(400, 404, 408, 413, 415, 422, 431, 503),
         },
     }
     feedback = {
@@ -143,7 +152,11 @@ def document(model: str) -> dict[str, Any]:
         paths[f"{prefix}/baseline"] = {"get": {**baseline, "parameters": parameters}}
     tensor = {
         "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
+        "required": ["name", "shape", "datatype"],
+        "description": "`data`, or (binary tensor data extension) `parameters.binary_data_size`: "
+        "that many raw little-endian bytes after the JSON, whose length the "
+        "`Inference-Header-Content-Length` header gives; BYTES elements each prefixed by a "
+        "4-byte little-endian length.",
         "properties": {
             "name": {
                 "type": "string",
@@ -158,7 +171,10 @@ def document(model: str) -> dict[str, Any]:
             },
             "datatype": {"enum": sorted(DATATYPES)},
             "data": {"type": "array", "description": "Row-major values, flat or nested."},
-            "parameters": {"type": "object"},
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+            },
         },
     }
     return {
@@ -182,7 +198,15 @@ def document(model: str) -> dict[str, Any]:
                     "required": ["inputs"],
                     "properties": {
                         "id": {"type": "string"},
-                        "parameters": {"type": "object"},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "binary_data_output": {
+                                    "type": "boolean",
+                                    "description": "Every output as raw bytes after the JSON.",
+                                }
+                            },
+                        },
                         "inputs": {
                             "type": "array",
                             "minItems": 1,
@@ -193,7 +217,13 @@ def document(model: str) -> dict[str, Any]:
                             "items": {
                                 "type": "object",
                                 "required": ["name"],
-                                "properties": {"name": {"type": "string"}},
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "parameters": {
+                                        "type": "object",
+                                        "properties": {"binary_data": {"type": "boolean"}},
+                                    },
+                                },
                             },
                         },
                     },

@@ -1,11 +1,13 @@
-"""The data layer: Open Inference Protocol v2 (and v1 `:predict`) bodies in and out.
+"""The REST data layer: Open Inference Protocol v2 (and v1 `:predict`) bodies in and out.
 
-Requests are decoded once into :class:`~.model.Inputs` (one float32 matrix of the numeric
-features, one array per categorical feature), checked against the model's signature; the common
-case, one numeric 2-D tensor, takes a short path with a single conversion. Everything a client
-can get wrong becomes a :class:`~.errors.ServingError` with its status: 400 for a malformed body
-(JSON, shapes, datatypes), 422 for a well-formed body the model cannot take (unknown or missing
-features, missing numeric values).
+A v2 body is JSON, or JSON followed by raw tensor bytes (the binary tensor data extension: the
+`Inference-Header-Content-Length` header gives the JSON's length, and each input with a
+`binary_data_size` parameter takes that many of the bytes that follow, in input order). Either
+way the tensors are decoded and checked by :mod:`.tensors` and matched with the model by
+:mod:`.signature`. Outputs come back as JSON `data`, or as raw bytes after the JSON when the
+client asks (`"binary_data": true` on an output, `"binary_data_output": true` on the request).
+Everything a client can get wrong becomes a :class:`~.errors.ServingError` with its status: 400
+for a malformed body, 422 for a well-formed body the model cannot take.
 """
 
 from __future__ import annotations
@@ -15,28 +17,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 
 from flywheel_serving.errors import BadRequest, Unprocessable
-from flywheel_serving.model import Feature, Inputs, Model, Prediction
+from flywheel_serving.model import Inputs, Model, Prediction
+from flywheel_serving.signature import (
+    Output,
+    RequestedOutput,
+    assemble,
+    check_requested,
+    column_for,
+    to_inputs,
+)
+from flywheel_serving.tensors import Tensor, check_header, from_json, from_raw, to_raw
 
-NUMERIC_TYPES = {
-    "FP16",
-    "FP32",
-    "FP64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "BOOL",
-}
-DATATYPES = NUMERIC_TYPES | {"BYTES"}
-Columns = dict[str, np.ndarray[Any, Any]]
+HEADER_LENGTH = b"inference-header-content-length"
+"""The binary tensor data extension's header (lower case, as ASGI hands headers over)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +41,10 @@ class InferRequest:
 
     id: str | None
     inputs: Inputs
-    outputs: list[str] | None
+    outputs: list[RequestedOutput] | None
     parameters: dict[str, Any] | None
+    binary_output: bool = False
+    """`binary_data_output`: every output not asked for otherwise comes back as raw bytes."""
 
     @property
     def rows(self) -> int:
@@ -54,7 +52,7 @@ class InferRequest:
         return self.inputs.rows
 
 
-def loads(body: bytes) -> Any:
+def loads(body: bytes | memoryview) -> Any:
     """The JSON value of a body; 400 when it is not JSON."""
     try:
         return orjson.loads(body)
@@ -62,251 +60,147 @@ def loads(body: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
 
 
-def decode_infer(body: bytes, model: Model) -> InferRequest:
+def split_binary(body: bytes, header_length: bytes | None) -> tuple[bytes | memoryview, memoryview]:
+    """(JSON part, binary part) of a body; the whole body is JSON without the header."""
+    if header_length is None:
+        return body, memoryview(b"")
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length {header_length.decode(errors='replace')!r} is not "
+            f"a length within the {len(body)}-byte body"
+        )
+    view = memoryview(body)
+    return view[: int(header_length)], view[int(header_length) :]
+
+
+def decode_infer(body: bytes, model: Model, header_length: bytes | None = None) -> InferRequest:
     """An OIP v2 inference request: one 2-D tensor, or one tensor per feature."""
-    request = loads(body)
+    document, binary = split_binary(body, header_length)
+    request = loads(document)
     if not isinstance(request, dict):
         raise BadRequest("the body must be a JSON object with `inputs`")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("`inputs` must be a non-empty list of tensors")
-    tensors = [_tensor(t, i) for i, t in enumerate(inputs)]
-    by_name = {f.name: f for f in model.features}
-    first = tensors[0]
-    if len(tensors) == 1 and (
-        first[0] not in by_name or (len(first[1]) == 2 and len(model.features) > 1)
-    ):
-        decoded = _matrix(first, model)
-    else:
-        decoded = _assemble(_per_feature(tensors, by_name), model)
-    wanted = _outputs(request.get("outputs"), model.output_names)
+    tensors = _tensors(inputs, binary)
+    decoded = to_inputs(tensors, model)
+    parameters = _parameters(request.get("parameters"), "`parameters`")
+    binary_output = _flag(parameters, "binary_data_output", "`parameters`")
+    wanted = _outputs(request.get("outputs"))
+    check_requested(wanted, model)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("`id` must be a string")
-    parameters = request.get("parameters")
-    if parameters is not None and not isinstance(parameters, dict):
-        raise BadRequest("`parameters` must be an object")
-    return InferRequest(request_id, decoded, wanted, parameters)
+    return InferRequest(request_id, decoded, wanted, parameters, binary_output)
 
 
-def _assemble(columns: tuple[Columns, int], model: Model) -> Inputs:
-    """Validated columns as model inputs."""
-    values, rows = columns
-    numeric = (
-        np.stack([values[n] for n in model.numeric], axis=1)
-        if model.numeric
-        else np.zeros((rows, 0), dtype=np.float32)
-    )
-    categorical = {f.name: values[f.name] for f in model.features if f.type == "categorical"}
-    return Inputs(numeric, categorical, rows)
-
-
-def _tensor(raw: Any, position: int) -> tuple[str, list[int], str, Any]:
-    if not isinstance(raw, dict):
-        raise BadRequest(f"inputs[{position}] must be an object")
-    name, shape, datatype, data = (raw.get(k) for k in ("name", "shape", "datatype", "data"))
-    if not isinstance(name, str) or not name:
-        raise BadRequest(f"inputs[{position}].name must be a non-empty string")
-    if (
-        not isinstance(shape, list)
-        or not shape
-        or len(shape) > 2
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
-        raise BadRequest(f"input {name}: shape must be [rows] or [rows, columns]")
-    if datatype not in DATATYPES:
-        raise BadRequest(f"input {name}: datatype {datatype!r} is not one of {sorted(DATATYPES)}")
-    if not isinstance(data, list):
-        raise BadRequest(f"input {name}: data must be a list")
-    return name, shape, str(datatype), data
-
-
-def _values(name: str, shape: list[int], datatype: str, data: list[Any]) -> np.ndarray[Any, Any]:
-    """The tensor's elements, row-major, checked against its shape."""
-    size = math.prod(shape)
-    if datatype == "BYTES":
-        flat = _flatten(data)
-        array = np.empty(len(flat), dtype=object)
-        array[:] = flat
-    else:
-        try:
-            array = np.asarray(data, dtype=np.float64).reshape(-1)
-        except (ValueError, TypeError):
-            raise BadRequest(f"input {name}: data is not a (nested) list of numbers") from None
-    if array.size != size:
-        raise BadRequest(f"input {name}: {array.size} values do not fill shape {shape}")
-    if size == 0:
-        raise BadRequest(f"input {name}: no rows")
-    return array
-
-
-def _flatten(data: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            if isinstance(item, dict):
-                raise BadRequest("BYTES data must hold strings, numbers or null")
-            flat.append(item)
-        else:
-            stack.pop()
-    return flat
-
-
-def _column(feature: Feature, values: np.ndarray[Any, Any], where: str) -> np.ndarray[Any, Any]:
-    """A feature's column in the graph's type; missing numeric values are refused."""
-    if feature.type == "categorical":
-        if values.dtype != object:
-            # Integer codes arrive as numbers: compare them as the baseline does, as text.
-            return np.array(
-                [
-                    None if math.isnan(v) else (str(int(v)) if v.is_integer() else str(v))
-                    for v in values.tolist()
-                ],
-                dtype=object,
+def _tensors(inputs: list[Any], binary: memoryview) -> list[Tensor]:
+    tensors = []
+    offset = 0
+    for position, raw in enumerate(inputs):
+        where = f"inputs[{position}]"
+        if not isinstance(raw, dict):
+            raise BadRequest(f"{where} must be an object")
+        name, datatype, shape = check_header(
+            raw.get("name"), raw.get("datatype"), raw.get("shape"), where
+        )
+        parameters = _parameters(raw.get("parameters"), f"input {name}: parameters")
+        size = parameters.get("binary_data_size") if parameters else None
+        if size is None:
+            if "data" not in raw:
+                raise BadRequest(f"input {name}: no `data` and no binary_data_size")
+            tensors.append(from_json(name, datatype, shape, raw["data"]))
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"input {name}: binary_data_size must be a non-negative integer")
+        if "data" in raw:
+            raise BadRequest(f"input {name}: both `data` and binary_data_size")
+        if offset + size > len(binary):
+            raise BadRequest(
+                f"input {name}: binary_data_size {size} runs past the {len(binary)} binary bytes"
             )
-        return values
-    if values.dtype == object:
-        try:
-            values = np.array([math.nan if v is None else float(v) for v in values.tolist()])
-        except (TypeError, ValueError):
-            raise Unprocessable(f"{where}: feature {feature.name} is numeric") from None
-    if np.isnan(values).any():
-        row = int(np.flatnonzero(np.isnan(values))[0])
-        raise Unprocessable(
-            f"{where}: feature {feature.name} has a missing or non-finite value at row {row}; "
-            "the model was trained without missing values"
+        tensors.append(from_raw(name, datatype, shape, binary[offset : offset + size]))
+        offset += size
+    if offset != len(binary):
+        raise BadRequest(
+            f"{len(binary) - offset} bytes of binary data follow the JSON that no input claims"
         )
-    return values.astype(np.float32)
+    return tensors
 
 
-def _matrix(tensor: tuple[str, list[int], str, Any], model: Model) -> Inputs:
-    name, shape, datatype, data = tensor
-    order = model.order
-    width = shape[1] if len(shape) == 2 else 1
-    if width != len(order):
-        raise Unprocessable(
-            f"input {name}: {width} columns, the model takes {len(order)} features "
-            f"({', '.join(order)})"
-        )
-    if datatype != "BYTES" and len(model.numeric) == len(order):
-        # The short path: every feature numeric, one conversion. JSON has no NaN (the parser
-        # refuses it), so a NaN after the conversion can only be a null: one vectorised check
-        # instead of a Python scan of every value.
-        try:
-            matrix = np.asarray(data, dtype=np.float32)
-        except (ValueError, TypeError):
-            raise BadRequest(f"input {name}: data is not a (nested) list of numbers") from None
-        if matrix.size != shape[0] * width:
-            raise BadRequest(f"input {name}: {matrix.size} values do not fill shape {shape}")
-        if matrix.size == 0:
-            raise BadRequest(f"input {name}: no rows")
-        missing = np.isnan(matrix)
-        if missing.any():
-            position = int(np.flatnonzero(missing)[0])
-            raise Unprocessable(
-                f"input {name}: feature {order[position % width]} has a missing value at row "
-                f"{position // width}; the model was trained without missing values"
-            )
-        return Inputs(matrix.reshape(shape[0], width), {}, shape[0])
-    if datatype != "BYTES":
-        raise Unprocessable(
-            f"input {name}: the model has categorical features; send a BYTES tensor or one "
-            "tensor per feature"
-        )
-    values = _values(name, shape, datatype, data).reshape(shape[0], width)
-    by_name = {f.name: f for f in model.features}
-    columns = {
-        column: _column(by_name[column], values[:, i], f"input {name}")
-        for i, column in enumerate(order)
-    }
-    return _assemble((columns, shape[0]), model)
-
-
-def _per_feature(
-    tensors: list[tuple[str, list[int], str, Any]], by_name: dict[str, Feature]
-) -> tuple[Columns, int]:
-    unknown = [t[0] for t in tensors if t[0] not in by_name]
-    if unknown:
-        raise Unprocessable(f"unknown inputs {unknown}; the model takes {sorted(by_name)}")
-    missing = sorted(set(by_name) - {t[0] for t in tensors})
-    if missing:
-        raise Unprocessable(f"missing inputs for features {missing}")
-    if len(tensors) != len(by_name):
-        raise BadRequest("each feature must be sent once")
-    rows = {t[1][0] for t in tensors}
-    if len(rows) != 1:
-        raise BadRequest(f"inputs disagree on the number of rows: {sorted(rows)}")
-    columns = {}
-    for name, shape, datatype, data in tensors:
-        if len(shape) == 2 and shape[1] != 1:
-            raise BadRequest(f"input {name}: shape must be [rows] or [rows, 1]")
-        columns[name] = _column(
-            by_name[name], _values(name, shape, datatype, data), f"input {name}"
-        )
-    return columns, rows.pop()
-
-
-def _outputs(raw: Any, available: Sequence[str]) -> list[str] | None:
+def _parameters(raw: Any, where: str) -> dict[str, Any] | None:
+    """Parameters: an object of booleans, numbers and strings (the protocol's `$parameter`)."""
     if raw is None:
         return None
-    if not isinstance(raw, list) or not all(isinstance(o, dict) and "name" in o for o in raw):
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{where} must be an object")
+    for key, value in raw.items():
+        if not isinstance(value, (bool, int, float, str)):
+            raise BadRequest(f"{where}.{key} must be a boolean, a number or a string")
+    return raw
+
+
+def _flag(parameters: dict[str, Any] | None, key: str, where: str) -> bool:
+    value = (parameters or {}).get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{where}.{key} must be true or false")
+    return value
+
+
+def _outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw
+    ):
         raise BadRequest('`outputs` must be a list of {"name": ...}')
-    names = [str(o["name"]) for o in raw]
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise BadRequest(f"unknown outputs {unknown}; the model has {list(available)}")
-    return names
+    wanted = []
+    for output in raw:
+        where = f"output {output['name']}: parameters"
+        parameters = _parameters(output.get("parameters"), where)
+        if parameters and "classification" in parameters:
+            raise BadRequest(f"{where}.classification is not supported; ask for the outputs")
+        wanted.append(RequestedOutput(output["name"], _flag(parameters, "binary_data", where)))
+    return wanted
 
 
 def encode_infer(
     model_name: str,
     model_version: str,
     request: InferRequest,
-    prediction: Prediction,
-    output_names: Sequence[str],
-) -> bytes:
-    """The OIP v2 response."""
+    outputs: Sequence[Output],
+) -> tuple[bytes, int | None]:
+    """The OIP v2 response, and the JSON part's length when raw output bytes follow it."""
     tensors: list[dict[str, Any]] = []
-    wanted = request.outputs or list(output_names)
-    produced: dict[str, tuple[str, list[int], np.ndarray[Any, Any]] | None]
-    if prediction.labels is not None:
-        produced = {
-            output_names[0]: ("BYTES", [request.rows], prediction.labels),
-            output_names[1]: (
-                "FP32",
-                list(prediction.probabilities.shape),
-                prediction.probabilities,
-            )
-            if prediction.probabilities is not None
-            else None,
+    binary: list[bytes] = []
+    for output in outputs:
+        tensor: dict[str, Any] = {
+            "name": output.name,
+            "datatype": output.datatype,
+            "shape": output.shape,
         }
-    else:
-        assert prediction.values is not None
-        produced = {output_names[0]: ("FP32", [request.rows, 1], prediction.values)}
-    for name in wanted:
-        entry = produced.get(name)
-        if entry is None:
-            continue
-        datatype, shape, array = entry
-        data: Any
-        if datatype == "BYTES":
-            data = array.reshape(-1).tolist()
-            if data and not isinstance(data[0], str):
-                data = [str(v) for v in data]
+        if output.binary:
+            raw = to_raw(output.datatype, output.array)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            binary.append(raw)
+        elif output.datatype == "BYTES":
+            data = output.array.reshape(-1).tolist()
+            tensor["data"] = data if not data or isinstance(data[0], str) else list(map(str, data))
         else:
-            data = array.reshape(-1)  # a contiguous float32 array: orjson writes it natively
-        tensors.append({"name": name, "datatype": datatype, "shape": shape, "data": data})
+            tensor["data"] = output.array.reshape(-1)  # float32: orjson writes it natively
+        tensors.append(tensor)
     response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request.id is not None:
         response["id"] = request.id
     if request.parameters:
-        response["parameters"] = request.parameters
+        shown = {k: v for k, v in request.parameters.items() if k != "binary_data_output"}
+        if shown:
+            response["parameters"] = shown
     response["outputs"] = tensors
-    return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    document = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not binary:
+        return document, None
+    return b"".join([document, *binary]), len(document)
 
 
 def decode_v1(body: bytes, model: Model) -> InferRequest:
@@ -332,16 +226,28 @@ def decode_v1(body: bytes, model: Model) -> InferRequest:
     columns = {}
     for position, name in enumerate(order):
         raw = [row[position] for row in rows]
-        if any(isinstance(v, (list, dict)) for v in raw):
-            raise BadRequest(f"feature {name}: values must be scalars")
-        values = np.empty(len(raw), dtype=object)
-        values[:] = raw
-        if by_name[name].type == "numeric" and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw
-        ):
-            values = np.asarray(raw, dtype=np.float64)
-        columns[name] = _column(by_name[name], values, "instances")
-    return InferRequest(None, _assemble((columns, len(rows)), model), None, None)
+        feature = by_name[name]
+        if feature.type == "numeric" and not all(_is_number(v) or v is None for v in raw):
+            raise Unprocessable(f"instances: feature {name} is numeric; send numbers")
+        datatype = "FP64" if feature.type == "numeric" else "BYTES"
+        tensor = from_json("instances", datatype, (len(raw),), raw)
+        columns[name] = column_for(feature, tensor.values, tensor)
+    inputs = assemble(columns, len(rows), model)
+    return InferRequest(None, inputs, None, None)
+
+
+def _finite(value: Any) -> bool:
+    """A number that is finite as a float64 (an integer beyond it is not)."""
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def encode_v1(prediction: Prediction) -> bytes:
@@ -375,6 +281,6 @@ def decode_feedback(body: bytes, classifier: bool) -> tuple[list[Any], list[Any]
     for value in (*predicted, *actual):
         if value is None or isinstance(value, (list, dict)):
             raise Unprocessable("every prediction and label must be a scalar (not null)")
-        if not classifier and (isinstance(value, (str, bool)) or not math.isfinite(value)):
+        if not classifier and not _finite(value):
             raise Unprocessable("a regressor's predictions and labels must be finite numbers")
     return predicted, actual

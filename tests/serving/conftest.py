@@ -120,6 +120,8 @@ class Server:
     url: str
     log: Path
     name: str
+    grpc_target: str = ""
+    """`127.0.0.1:<port>` of the gRPC API (empty with `grpc_port=0`)."""
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
@@ -138,6 +140,9 @@ def serve(tmp_path: Path) -> Iterator[ServerFactory]:
 
     def start(artifacts: Artifacts, name: str, *, wait_ready: bool = True, **flags: Any) -> Server:
         port = free_port()
+        grpc_port = free_port()
+        while grpc_port == port:
+            grpc_port = free_port()
         options = {
             "model-uri": artifacts.model_uri,
             "model-name": name,
@@ -147,6 +152,7 @@ def serve(tmp_path: Path) -> Iterator[ServerFactory]:
             "artifacts-root": str(artifacts.root),
             "host": "127.0.0.1",
             "port": str(port),
+            "grpc-port": str(grpc_port),
             **{k.replace("_", "-"): str(v) for k, v in flags.items()},
         }
         argv = [sys.executable, "-m", "flywheel_serving"]
@@ -159,7 +165,8 @@ def serve(tmp_path: Path) -> Iterator[ServerFactory]:
             process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}
             )
-        server = Server(process, f"http://127.0.0.1:{port}", log, name)
+        grpc_target = f"127.0.0.1:{options['grpc-port']}" if options["grpc-port"] != "0" else ""
+        server = Server(process, f"http://127.0.0.1:{port}", log, name, grpc_target)
         started.append(server)
         deadline = time.monotonic() + 60
         path = "/v2/health/ready" if wait_ready else "/v2/health/live"

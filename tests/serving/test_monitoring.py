@@ -207,3 +207,43 @@ def test_regressor_predictions_and_errors(serve: ServerFactory, diabetes: Artifa
     assert abs(absolute[0] - np.abs(predictions - labels).sum()) < 1e-6
     squared = [v for n, _, v in samples if n == "flywheel_feedback_squared_error_total"]
     assert abs(squared[0] - ((predictions - labels) ** 2).sum()) < 1e-6
+
+
+def test_feedback_that_would_overflow_the_error_counters_is_refused(
+    serve: ServerFactory, diabetes: Artifacts
+) -> None:
+    server = serve(diabetes, "diabetes")
+
+    def errors(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, float]:
+        return {
+            name: value
+            for name, _, value in samples
+            if name
+            in (
+                "flywheel_feedback_absolute_error_total",
+                "flywheel_feedback_squared_error_total",
+                "flywheel_feedback_labels_total",
+            )
+        }
+
+    with server.client() as http:
+        before = errors(_scrape(http))
+        for body in (
+            {"prediction": -1e308, "label": 1e308},  # the difference overflows float64
+            {"prediction": 1e200, "label": 0},  # its square does
+            {"predictions": [150.0, -1e308], "labels": [140.0, 1e308]},  # one item of a batch
+        ):
+            answer = http.post("/v2/models/diabetes/feedback", json=body)
+            assert answer.status_code == 422, answer.text
+            assert "overflows float64" in answer.json()["error"]
+        samples = _scrape(http)
+        assert errors(samples) == before, "nothing of a refused feedback is counted"
+        assert all(np.isfinite(v) for v in errors(samples).values())
+        valid = {"predictions": [150.0, 90.0], "labels": [140.0, 93.0]}
+        assert http.post("/v2/models/diabetes/feedback", json=valid).json() == {"accepted": 2}
+        after = errors(_scrape(http))
+    assert after["flywheel_feedback_labels_total"] == before["flywheel_feedback_labels_total"] + 2
+    absolute = after["flywheel_feedback_absolute_error_total"]
+    assert absolute == before["flywheel_feedback_absolute_error_total"] + 13.0
+    squared = after["flywheel_feedback_squared_error_total"]
+    assert squared == before["flywheel_feedback_squared_error_total"] + 109.0

@@ -39,7 +39,7 @@ def test_health_metadata_and_openapi(serve: ServerFactory, iris: Artifacts) -> N
     with server.client() as http:
         assert http.get("/v2/health/live").json() == {"live": True}
         assert http.get("/v2/health/ready").json() == {"ready": True}
-        assert http.get("/v2").json()["extensions"] == ["feedback"]
+        assert http.get("/v2").json()["extensions"] == ["binary_tensor_data", "feedback"]
         for prefix in ("/v2/models/iris", "/v2/models/iris/versions/3"):
             metadata = http.get(prefix).json()
             assert metadata["name"] == "iris"
@@ -140,13 +140,13 @@ MALFORMED: list[tuple[str, Any, int, str]] = [
             ]
         },
         400,
-        "numbers",
+        "nested data must match shape",
     ),
     (
         "no rows",
         {"inputs": [{"name": "x", "shape": [0, 4], "datatype": "FP32", "data": []}]},
         400,
-        "no rows",
+        "no values",
     ),
     (
         "a wrong column count",
@@ -352,3 +352,17 @@ def test_baseline_is_a_404_without_monitoring(serve: ServerFactory, iris: Artifa
         answer = http.get("/v2/models/iris/baseline")
         assert answer.status_code == 404
         assert "monitoring is off" in answer.json()["error"]
+
+
+def test_the_in_flight_gauge_does_not_count_the_scrape(
+    serve: ServerFactory, iris: Artifacts
+) -> None:
+    server = serve(iris, "iris")
+    with server.client() as http:
+        for _ in range(3):
+            text = http.get("/metrics").text
+            gauge = [
+                line for line in text.splitlines() if line.startswith("flywheel_in_flight_requests")
+            ]
+            assert gauge, text[:500]
+            assert all(float(line.rsplit(" ", 1)[1]) == 0 for line in gauge), gauge

@@ -279,6 +279,11 @@ def test_children_are_owned_restricted_and_leave_replicas_to_an_hpa() -> None:
     container = template["spec"]["containers"][0]
     assert f"--sha256={SHA}" in container["args"]
     assert "--max-batch-size=8" in container["args"]
+    assert {"--port=8080", "--grpc-port=8081"} <= set(container["args"])
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert {m["mountPath"] for m in container["volumeMounts"]} == {
         "/var/lib/flywheel/artifacts/art",
         "/var/lib/flywheel/artifacts/data",
@@ -292,10 +297,18 @@ def test_children_are_owned_restricted_and_leave_replicas_to_an_hpa() -> None:
     hpa = render_hpa(md, scaled)
     assert hpa is not None
     assert hpa["spec"]["scaleTargetRef"]["name"] == "web-serving"
-    assert (
-        render_service(md, spec)["spec"]["selector"]
-        == deployment["spec"]["selector"]["matchLabels"]
-    )
+    service = render_service(md, spec)["spec"]
+    assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "grpc",
+            "port": 8081,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "grpc",
+        },
+    ]
 
 
 def test_links_follow_the_serving_version() -> None:

@@ -10,6 +10,10 @@ podFailurePolicy stops on it); a crash exits otherwise and the Job retries.
 
 With `--champion`, the champion's ONNX model is re-scored on the same held-out rows, so the
 operator's champion gate compares like with like. Progress and timings go to stderr (the pod log).
+
+The model card is embedded in model.onnx (`flywheel.dev/model-card` in its metadata, the same
+JSON as card.json) before the bytes are checked, stored and hashed: the one sha256 the
+ModelVersion records covers the card, and the parity check runs on the bytes that are stored.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from flywheel.interfaces.jobs import (
     write_result,
 )
 from flywheel.training.champion import compare
-from flywheel.training.export import ParityFailed, check_parity, export
+from flywheel.training.export import ParityFailed, check_parity, embed_card, export
 from flywheel.training.metrics import DEFAULTS, compute_metrics
 from flywheel.training.model import InvalidEstimator, build_pipeline
 from flywheel_serving.names import EXAMPLES_FORMAT, MODEL_CARD_FORMAT
@@ -122,10 +126,11 @@ def train(
     classes = list(pipeline.classes_) if classifier else None
     metrics = compute_metrics(names, test_y, predictions, probabilities, classes)
     log(f"held-out metrics on {len(test_x)} rows: {metrics}", started)
-    model = export(pipeline, numeric, categorical, classifier=classifier)
-    parity = check_parity(model, pipeline, test_x, numeric, categorical, classifier=classifier)
+    exported = export(pipeline, numeric, categorical, classifier=classifier)
+    parity = check_parity(exported, pipeline, test_x, numeric, categorical, classifier=classifier)
     log(
-        f"ONNX export: {len(model)} bytes, parity max deviation {parity.max_deviation:.3g}", started
+        f"ONNX export: {len(exported)} bytes, parity max deviation {parity.max_deviation:.3g}",
+        started,
     )
     rival = compare(champion, store, test_x, test_y, names, classifier=classifier)
     if rival is not None:
@@ -147,12 +152,21 @@ def train(
         "metrics": metrics,
         "parity": {"maxDeviation": parity.max_deviation},
     }
+    card_json = json.dumps(card, indent=1)
+    model = embed_card(exported, card_json)
+    final = check_parity(model, pipeline, test_x, numeric, categorical, classifier=classifier)
+    if final.max_deviation != parity.max_deviation:  # metadata alone changed: never expected
+        raise ParityFailed(
+            f"the model with its card embedded deviates by {final.max_deviation:.3g}, without "
+            f"it by {parity.max_deviation:.3g}: the card would not describe the stored model"
+        )
+    log(f"card embedded: {len(model)} bytes, parity re-checked on them", started)
     published = store.publish(
         directory,
         {
             "model.onnx": model,
             "metrics.json": json.dumps(metrics, indent=1).encode(),
-            "card.json": json.dumps(card, indent=1).encode(),
+            "card.json": card_json.encode(),
             "examples.json": examples(test_x, predictions, probabilities, classifier=classifier),
         },
     )

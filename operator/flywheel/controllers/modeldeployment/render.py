@@ -26,7 +26,7 @@ from flywheel.core.serving import VERSION_LABEL, child_name, selector_labels
 from flywheel.core.target import Meta
 from flywheel.interfaces.jobs import MOUNT_ROOT
 from flywheel.settings import OperatorSettings
-from flywheel_serving.names import LIVE_PATH, METRICS_PATH, PORT, READY_PATH
+from flywheel_serving.names import GRPC_PORT, LIVE_PATH, METRICS_PATH, PORT, READY_PATH
 
 SHUTDOWN_DELAY_SECONDS = 5
 """A stopping pod keeps answering this long (readiness already 503) while endpoints update."""
@@ -79,6 +79,7 @@ def server_args(spec: ModelDeploymentSpec, version: Obj) -> list[str]:
         f"--model-version={mv['version']}",
         f"--stats-uri={mv['baseline']['statsURI']}",
         f"--port={PORT}",
+        f"--grpc-port={GRPC_PORT}",
         f"--artifacts-root={MOUNT_ROOT}",
         f"--log-level={options.log_level}",
         f"--shutdown-delay-seconds={SHUTDOWN_DELAY_SECONDS}",
@@ -125,7 +126,10 @@ def render_deployment(
         "image": settings.serving_image,
         "args": server_args(spec, version),
         "env": [{"name": "HOME", "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"}],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": {
             "httpGet": {"path": READY_PATH, "port": "http"},
             "periodSeconds": 2,
@@ -179,14 +183,24 @@ def render_deployment(
 
 
 def render_service(meta: Meta, spec: ModelDeploymentSpec) -> Obj:
-    """The Service in front of the ready serving pods (HTTP and /metrics on one port)."""
+    """The Service in front of the ready serving pods: REST and /metrics on `http`, the gRPC
+    Open Inference Protocol on `grpc` (`appProtocol: grpc`, so meshes and gateways speak HTTP/2)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(meta, spec),
         "spec": {
             "selector": selector_labels(meta.name),
-            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "grpc",
+                    "port": GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                },
+            ],
         },
     }
 
