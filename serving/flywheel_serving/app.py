@@ -31,7 +31,7 @@ from flywheel_serving.errors import (
 )
 from flywheel_serving.metrics import CallbackCollector, ServingMetrics
 from flywheel_serving.model import Inputs, Model, ModelLoadError, Prediction, load, resolve
-from flywheel_serving.monitor_metrics import info_metric
+from flywheel_serving.monitor_metrics import families, info_metric
 from flywheel_serving.monitoring import Monitor
 from flywheel_serving.openapi import document
 from flywheel_serving.protocol import (
@@ -163,7 +163,7 @@ class ServingApp:
             loaded is not None and not self.draining,
         )
         if loaded is not None and loaded.monitor is not None:
-            yield from loaded.monitor.collect()
+            yield from families(loaded.monitor)
 
     # --- ASGI ------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ model's classes, never by traffic.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client.metrics_core import (
@@ -19,22 +18,12 @@ from prometheus_client.metrics_core import (
 
 from flywheel_serving import names
 from flywheel_serving.metrics import bucket_label
-
-if TYPE_CHECKING:
-    from flywheel_serving.monitoring import Monitor
-
-SCORE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
-WHY: dict[str, str] = {
-    "shape": "its arrays do not fit the model's features or classes",
-    "non_finite": "a NaN input, or a NaN or infinite probability or predicted value",
-    "unknown_class": "a predicted class the model does not have",
-    "error": "counting it failed",
-}
-"""What each reason of `flywheel_monitoring_rejected_rows_total` means."""
+from flywheel_serving.monitoring import SCORE_BUCKETS, WHY, Monitor
 
 
 def families(monitor: Monitor) -> Iterable[Metric]:
-    """Every monitoring family of one model."""
+    """Every monitoring family of one model, its pending requests counted first."""
+    monitor.settle()
     base = [monitor.model, monitor.version]
     rows = CounterMetricFamily(
         names.MONITORED_ROWS,

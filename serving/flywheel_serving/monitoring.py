@@ -30,22 +30,26 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from prometheus_client.metrics_core import (
-    Metric,
-)
 
 from flywheel_serving import names
 from flywheel_serving.bins import CategoricalBins, NumericBins
 from flywheel_serving.errors import Unprocessable
 from flywheel_serving.model import Inputs, Prediction
-from flywheel_serving.monitor_metrics import SCORE_BUCKETS, WHY, families
 
 logger = logging.getLogger("flywheel_serving")
+SCORE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
+WHY: dict[str, str] = {
+    "shape": "its arrays do not fit the model's features or classes",
+    "non_finite": "a NaN input, or a NaN or infinite probability or predicted value",
+    "unknown_class": "a predicted class the model does not have",
+    "error": "counting it failed",
+}
+"""What each reason of `flywheel_monitoring_rejected_rows_total` means."""
 SCORE_ARRAY = np.array(SCORE_BUCKETS)
 FLUSH_ROWS = 1024
 """Rows taken before they are counted. numpy's per-call cost (several µs a call with the cold
@@ -370,13 +374,12 @@ class Monitor:
         self.absolute_error = absolute_total
         self.squared_error = squared_total
 
-    def collect(self) -> Iterable[Metric]:
-        """The counts as Prometheus metric families (called at scrape time)."""
+    def settle(self) -> None:
+        """Count whatever is pending (before a scrape); a monitoring bug never fails it."""
         try:
             self.flush()
         except Exception:  # a monitoring bug must not take /metrics down with it
             logger.exception("counting the pending requests failed")
-        yield from families(self)
 
 
 def _joined(arrays: list[np.ndarray[Any, Any] | None]) -> np.ndarray[Any, Any]:

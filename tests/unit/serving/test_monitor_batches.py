@@ -11,8 +11,8 @@ import pytest
 from flywheel_serving import names
 from flywheel_serving.errors import Unprocessable
 from flywheel_serving.model import Inputs, Prediction
-from flywheel_serving.monitor_metrics import WHY
-from flywheel_serving.monitoring import FLUSH_ROWS, Monitor
+from flywheel_serving.monitor_metrics import families
+from flywheel_serving.monitoring import FLUSH_ROWS, WHY, Monitor
 
 BASELINE = {
     "features": [
@@ -45,7 +45,7 @@ def _request(values: list[float], cities: list[str | None]) -> tuple[Inputs, Pre
 
 
 def _sample(monitor: Monitor, name: str, **labels: str) -> float:
-    for family in monitor.collect():
+    for family in families(monitor):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
@@ -101,7 +101,7 @@ def _values_request(values: list[float]) -> tuple[Inputs, Prediction]:
 def _samples(monitor: Monitor) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
-        for family in monitor.collect()
+        for family in families(monitor)
         for sample in family.samples
     }
 
