@@ -4,7 +4,8 @@ Each is what a user would write or configure: MLServer's scikit-learn runtime on
 MLServer with a minimal onnxruntime runtime on our ONNX file (`parallel_workers=0`, the fastest
 MLServer configuration on one core), and a hand-written FastAPI + onnxruntime app. The ONNX
 graph has one input per feature, so the ORT peers split the 2-D tensor into columns, as our
-server does.
+server does. The ORT runtime hands string labels over as bytes, which MLServer's gRPC port needs
+(its JSON encoder turns them back into the same text).
 """
 
 from __future__ import annotations
@@ -32,14 +33,22 @@ class OrtModel(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         x = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32)
         feeds = {name: x[:, i : i + 1] for i, name in enumerate(self._inputs)}
-        results = self._session.run(None, feeds)
+        results = [_bytes(np.asarray(r)) for r in self._session.run(None, feeds)]
         return InferenceResponse(
             model_name=self.name,
             outputs=[
-                NumpyCodec.encode_output(name=n, payload=np.asarray(r))
-                for n, r in zip(self._outputs, results)
+                NumpyCodec.encode_output(name=n, payload=r) for n, r in zip(self._outputs, results)
             ],
         )
+
+
+def _bytes(array):
+    # String labels as bytes: MLServer's gRPC converter takes nothing else for a BYTES tensor
+    # (str fails with "expected bytes, str found"); its JSON encoder turns them back into text.
+    if array.dtype != object:
+        return array
+    flat = [v.encode() if isinstance(v, str) else v for v in array.reshape(-1)]
+    return np.array(flat, dtype=object).reshape(array.shape)
 """
 
 FASTAPI_APP = """

@@ -2,21 +2,40 @@
 
 Usage:  .venv/bin/python bench/serving/run.py [--quick] [--duration 10] [--reps 3]
         [--models iris-rf,lr-20] [--rows 1,100] [--servers flywheel,flywheel-nomon,...]
+        [--protocols json,binary,grpc]
 
-Servers (each on core 1, wrk on core 0; see docs/serving.md for the reading):
+Servers (each on core 1, the load generator on core 0; see docs/serving.md for the reading):
   flywheel          python -m flywheel_serving (monitoring on: the default)
-  flywheel-nomon    the same with --no-monitoring (what the drift metrics cost)
+  flywheel-nomon    the same with --no-monitoring (what the drift metrics cost; JSON rows only)
+  flywheel-nogrpc   the same with --grpc-port 0 (what an idle gRPC port costs REST; JSON rows
+                    only; measured only when named)
   floor             our HTTP stack answering a constant (uvicorn + uvloop + httptools)
+  floor-grpc        a grpc.aio server answering a constant (gRPC rows only)
+  echo-grpc         a Go gRPC server answering a constant: how far ghz itself reaches (gRPC rows)
   fastapi-ort       a hand-written FastAPI + onnxruntime app (what a user would write)
   mlserver-ort      MLServer with a minimal onnxruntime runtime, parallel_workers=0
   mlserver-sklearn  MLServer's scikit-learn runtime on a joblib file (what users deploy)
   raw-ort           onnxruntime session.run in-process, no HTTP (the model's own cost)
 
-Models: RandomForest (100 trees) on iris, LogisticRegression on 20 numeric features. Bodies:
-OIP v2 JSON with 1 and 100 rows. Concurrency 1, 4, 16; 3 s warm-up, 10 s runs, 3 repetitions in
-alternating server order. Peers live in their own virtualenvs under the work directory
+Protocols (rows are named server, server-binary, server-grpc):
+  json      OIP v2 JSON over HTTP/1.1, driven by wrk
+  binary    the OIP v2 binary tensor data extension over HTTP/1.1 (JSON header + raw FP32 bytes,
+            binary outputs asked for), driven by wrk; a server that refuses it is listed as n/a
+  grpc      inference.GRPCInferenceService/ModelInfer (typed fp32_contents), driven by ghz
+
+Columns: req/s median (min-max) of the repetitions; p50/p99 and the CPU shares are medians.
+client: the load generator's CPU time over the run (near 100 %: the client, not the server, was
+the limit); server: the server process's; others: the most cores anything else on the machine
+used during one of the runs (other people's work on a shared VM: a disturbed row shows there);
+req/CPU-s: requests per second of server CPU time (what a starved server would have done alone).
+--max-others N measures a run again while others exceeds N cores.
+
+Models: RandomForest (100 trees) on iris, LogisticRegression on 20 numeric features. Bodies: one
+2-D FP32 tensor of 1 and 100 rows. Concurrency 1, 4, 16; 3 s warm-up, 10 s runs, 3 repetitions
+in alternating server order. Peers live in their own virtualenvs under the work directory
 ($FLYWHEEL_BENCH_DIR, default ~/.cache/flywheel/bench-serving); wrk 4.1 comes from Debian's
-packages (apt-get download, unpacked there, no system install).
+packages (apt-get download, unpacked there, no system install), ghz is built there with
+`go install` from the Go module proxy.
 """
 
 from __future__ import annotations
@@ -43,8 +62,37 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peer_apps import FASTAPI_APP, MLSERVER_ORT_RUNTIME
+from protocols import (
+    Messages,
+    Sample,
+    binary_body,
+    ensure_echo,
+    ensure_ghz,
+    ghz,
+    grpc_call,
+    grpc_request,
+    lua_binary,
+    measured,
+    protoset,
+    wait_grpc,
+)
 
-SERVERS = ("flywheel", "flywheel-nomon", "floor", "fastapi-ort", "mlserver-ort", "mlserver-sklearn")
+SERVERS = (
+    "flywheel",
+    "flywheel-nomon",
+    "floor",
+    "floor-grpc",
+    "echo-grpc",
+    "fastapi-ort",
+    "mlserver-ort",
+    "mlserver-sklearn",
+    "flywheel-nogrpc",
+)
+OPTIONAL = ("flywheel-nogrpc",)
+"""Servers measured only when --servers names them."""
+PROTOCOLS = ("json", "binary", "grpc")
+JSON_ONLY = frozenset({"flywheel-nomon", "flywheel-nogrpc"})
+"""Servers measured on JSON alone: the monitoring cost is a question of the JSON rows."""
 ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("FLYWHEEL_BENCH_DIR", Path.home() / ".cache/flywheel/bench-serving"))
 PYTHON = ROOT / ".venv/bin/python"
@@ -203,7 +251,12 @@ class Running:
 
     name: str
     url: str
+    """Its HTTP root ("" when it speaks gRPC alone)."""
     process: subprocess.Popen[bytes]
+    grpc: str = ""
+    """Its gRPC address ("" when it has no gRPC server, or it did not answer)."""
+    note: str = ""
+    """Why it has no gRPC address although it should."""
 
 
 def _wait_ready(url: str, probe: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -223,9 +276,13 @@ def _wait_ready(url: str, probe: str, process: subprocess.Popen[bytes], log: Pat
 
 @contextmanager
 def servers(
-    model: ModelFiles, sklearn_version: str, wanted: frozenset[str] = frozenset(SERVERS)
+    model: ModelFiles,
+    sklearn_version: str,
+    wanted: frozenset[str] = frozenset(SERVERS),
+    grpc_wanted: bool = True,
 ) -> Iterator[list[Running]]:
-    """Start the wanted servers for one model, pinned to the server core."""
+    """Start the wanted servers for one model, pinned to the server core (and wait for their gRPC
+    ports when `grpc_wanted`)."""
     mlserver = fastapi = Path()
     if wanted & {"mlserver-ort", "mlserver-sklearn"}:
         mlserver = ensure_venv(
@@ -253,6 +310,7 @@ def servers(
         cwd: Path = ROOT,
         env: dict[str, str] | None = None,
         port: int = 0,
+        grpc_port: int = 0,
     ) -> None:
         if name not in wanted:
             return
@@ -265,13 +323,38 @@ def servers(
                 stderr=subprocess.STDOUT,
                 env=env or dict(os.environ),
             )
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, probe, process, log)
-        started.append(Running(name, url, process))
+        url = f"http://127.0.0.1:{port}" if port else ""
+        running = Running(name, url, process)
+        started.append(running)
+        if port:
+            _wait_ready(url, probe, process, log)
+        if grpc_port:
+            address = f"127.0.0.1:{grpc_port}"
+            if wait_grpc(address, lambda: process.poll() is None, 60 if port else 120):
+                running.grpc = address
+            elif not port:
+                raise SystemExit(f"{name}: no gRPC server: {log.read_text()[-3000:]}")
+            else:
+                running.note = f"no gRPC server answered on {address} within 60 s"
 
+    # Our server takes --grpc-port once it has a gRPC server: always give it a free port, so two
+    # instances do not both claim the default (8081). MLServer always runs its gRPC server too.
+    grpc_flag = (
+        "--grpc-port"
+        in subprocess.run(
+            [str(PYTHON), "-m", "flywheel_serving", "--help"], capture_output=True, text=True
+        ).stdout
+    )
     try:
-        for name, extra in (("flywheel", []), ("flywheel-nomon", ["--no-monitoring"])):
+        for name, extra in (
+            ("flywheel", []),
+            ("flywheel-nomon", ["--no-monitoring"]),
+            ("flywheel-nogrpc", []),
+        ):
             port = free_port()
+            grpc_port = free_port() if grpc_flag and name != "flywheel-nogrpc" else 0
+            if grpc_flag:
+                extra = [*extra, "--grpc-port", str(grpc_port)]
             launch(
                 name,
                 [
@@ -296,11 +379,22 @@ def servers(
                 ],
                 "/v2/health/ready",
                 port=port,
+                grpc_port=grpc_port if grpc_wanted and name not in JSON_ONLY else 0,
             )
         port = free_port()
         launch(
             "floor", [str(PYTHON), str(ROOT / "bench/serving/floor.py"), str(port)], "/", port=port
         )
+        port = free_port()
+        launch(
+            "floor-grpc",
+            [str(PYTHON), str(ROOT / "bench/serving/floor_grpc.py"), str(port)],
+            "",
+            grpc_port=port,
+        )
+        if "echo-grpc" in wanted:
+            port = free_port()
+            launch("echo-grpc", [str(ensure_echo(WORK)), str(port)], "", grpc_port=port)
         app_dir = workdir / "fastapi"
         app_dir.mkdir(exist_ok=True)
         (app_dir / "app.py").write_text(FASTAPI_APP.replace("MODEL_PATH", str(model.onnx)))
@@ -363,6 +457,7 @@ def servers(
                 cwd=repo,
                 env=env,
                 port=port,
+                grpc_port=grpc if grpc_wanted else 0,
             )
         yield started
     finally:
@@ -373,15 +468,6 @@ def servers(
                 running.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 running.process.kill()
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One wrk run."""
-
-    rps: float
-    p50_us: float
-    p99_us: float
 
 
 def _micros(text: str) -> float:
@@ -400,32 +486,36 @@ def wrk(
     concurrency: int,
     duration: float,
     warmup: float,
+    server_pid: int = 0,
 ) -> Sample:
-    """Warm up, then measure; fails on any non-2xx answer or socket error."""
-    base = [
+    """Warm up, then measure; fails on any non-2xx answer or socket error (a request unanswered
+    after 10 s is one; wrk's default, 2 s, failed MLServer's sklearn runtime at c=16 on a busy
+    VM)."""
+    head = [
         "taskset",
         "-c",
         CLIENT_CORE,
         str(binary),
         "-t1",
         f"-c{concurrency}",
-        "-s",
-        str(script),
-        url,
+        "--timeout",
+        "10s",
     ]
-    subprocess.run([*base[:5], f"-d{warmup}s", *base[5:]], env=env, check=True, capture_output=True)
-    output = subprocess.run(
-        [*base[:5], f"-d{duration}s", "--latency", *base[5:]],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    tail = ["-s", str(script), url]
+    subprocess.run([*head, f"-d{warmup}s", *tail], env=env, check=True, capture_output=True)
+    output, cpu, server, others = measured(
+        [*head, f"-d{duration}s", "--latency", *tail], env, duration, server_pid
+    )
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"errors against {url}:\n{output}")
     lines = {line.split()[0]: line.split() for line in output.splitlines() if line.split()}
     return Sample(
-        float(lines["Requests/sec:"][1]), _micros(lines["50%"][1]), _micros(lines["99%"][1])
+        float(lines["Requests/sec:"][1]),
+        _micros(lines["50%"][1]),
+        _micros(lines["99%"][1]),
+        cpu,
+        server,
+        others,
     )
 
 
@@ -452,6 +542,90 @@ def raw_ort(model: ModelFiles, rows: int) -> Sample:
     return Sample(1e6 / statistics.mean(timings), p50, p99)
 
 
+@dataclass(frozen=True)
+class Target:
+    """One row of a table: a server spoken to in one protocol."""
+
+    label: str
+    protocol: str
+    server: Running
+
+
+def probe_binary(url: str, body_bytes: bytes, header_length: int) -> tuple[int, str]:
+    """One binary-extension request: the status, and what came back (or the error's text)."""
+    request = urllib.request.Request(
+        url,
+        data=body_bytes,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(header_length),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            binary = answer.headers.get("Inference-Header-Content-Length") is not None
+            answer.read()
+            return answer.status, "binary outputs" if binary else "JSON outputs"
+    except urllib.error.HTTPError as error:
+        return error.code, " ".join(error.read().decode(errors="replace").split())[:160]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to measure the targets of one model and body."""
+
+    wrk: Path
+    wrk_env: dict[str, str]
+    ghz: Path
+    protoset: Path | None
+    path: str
+    scripts: dict[str, Path]
+    grpc_data: Path
+    duration: float
+    warmup: float
+    max_others: float
+
+
+def measure(plan: Plan, target: Target, concurrency: int) -> tuple[Sample, int]:
+    """One run of a target (measured again while the rest of the machine used more than
+    `plan.max_others` cores, up to 4 times, keeping the least disturbed); and the retries."""
+    best: Sample | None = None
+    attempt = 0
+    for attempt in range(5 if plan.max_others > 0 else 1):
+        if attempt:
+            time.sleep(10)
+        if target.protocol == "grpc":
+            assert plan.protoset is not None
+            sample = ghz(
+                plan.ghz,
+                plan.protoset,
+                target.server.grpc,
+                plan.grpc_data,
+                concurrency,
+                plan.duration,
+                plan.warmup,
+                CLIENT_CORE,
+                target.server.process.pid,
+            )
+        else:
+            sample = wrk(
+                plan.wrk,
+                plan.wrk_env,
+                target.server.url + plan.path,
+                plan.scripts[target.protocol],
+                concurrency,
+                plan.duration,
+                plan.warmup,
+                target.server.process.pid,
+            )
+        if best is None or sample.other_cpu < best.other_cpu:
+            best = sample
+        if sample.other_cpu <= plan.max_others:
+            break
+    assert best is not None
+    return best, attempt
+
+
 def main() -> int:
     """Run the matrix and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -462,27 +636,57 @@ def main() -> int:
     parser.add_argument("--models", default="iris-rf,lr-20")
     parser.add_argument(
         "--servers",
-        default=",".join(SERVERS),
+        default=",".join(s for s in SERVERS if s not in OPTIONAL),
         help="a subset to compare (ratios to servers left out are not printed)",
     )
+    parser.add_argument(
+        "--protocols",
+        default=",".join(PROTOCOLS),
+        help="a subset of json, binary, grpc (ratios across protocols need both in one run)",
+    )
     parser.add_argument("--rows", default="1,100", help="rows per request body")
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.0,
+        help="measure a run again (after 10 s, up to 4 more times; the least disturbed is kept) "
+        "when the rest of the machine used more cores than this during it (0: never)",
+    )
     args = parser.parse_args()
+    protocols = [p for p in args.protocols.split(",") if p]
+    if not set(protocols) <= set(PROTOCOLS):
+        parser.error(f"--protocols: one of {', '.join(PROTOCOLS)}")
     concurrencies = [1, 16] if args.quick else [1, 4, 16]
     reps = 1 if args.quick else args.reps
     duration = 3 if args.quick else args.duration
     import sklearn
 
+    wanted = frozenset(args.servers.split(","))
+    if "grpc" not in protocols:
+        wanted -= {"floor-grpc", "echo-grpc"}
     binary, env = ensure_wrk()
+    ghz_binary = ensure_ghz(WORK) if "grpc" in protocols else Path()
     models = [m for m in build_models() if m.name in args.models.split(",")]
     print(f"command: {' '.join(sys.argv)}")
+    clients = "wrk" + (f" and ghz {ghz_binary.parent.name}" if "grpc" in protocols else "")
     print(
-        f"machine: {os.cpu_count()} cores; server on core {SERVER_CORE}, wrk on core "
+        f"machine: {os.cpu_count()} cores; server on core {SERVER_CORE}, {clients} on core "
         f"{CLIENT_CORE}; {reps} reps x {duration:g} s after {args.warmup:g} s warm-up"
     )
+    proto: Path | None = None
+    messages: Messages | None = None
     for model in models:
-        wanted = frozenset(args.servers.split(","))
-        with servers(model, sklearn.__version__, wanted) as running:
+        with servers(model, sklearn.__version__, wanted, "grpc" in protocols) as running:
+            if "grpc" in protocols and proto is None:
+                candidates = [
+                    (PYTHON, "flywheel_serving.oip_grpc.grpc_predict_v2_pb2"),
+                    (WORK / "venvs/mlserver/bin/python", "mlserver.grpc.dataplane_pb2"),
+                ]
+                proto, source = protoset(WORK, [c for c in candidates if c[0].exists()])
+                messages = Messages(proto)
+                print(f"gRPC service description: {source}")
             for rows in [int(r) for r in args.rows.split(",")]:
+                data = np.resize(model.sample, (rows, model.features)).round(4)
                 script = WORK / f"post-{model.name}-{rows}.lua"
                 payload = body(model, rows)
                 script.write_text(
@@ -490,7 +694,13 @@ def main() -> int:
                     'wrk.headers["Content-Type"] = "application/json"\n'
                     f"wrk.body = [==[{payload}]==]\n"
                 )
+                scripts = {"json": script}
+                sizes = {"json": len(payload)}
+                targets: list[Target] = []
+                notes: list[str] = []
                 for server in running:
+                    if "json" not in protocols or not server.url:
+                        continue
                     request = urllib.request.Request(
                         f"{server.url}/v2/models/{model.name}/infer",
                         data=payload.encode(),
@@ -498,69 +708,196 @@ def main() -> int:
                     )
                     with urllib.request.urlopen(request, timeout=10) as answer:
                         assert answer.status == 200, server.name
+                    targets.append(Target(server.name, "json", server))
+                if "binary" in protocols:
+                    raw_body, header_length = binary_body(data.astype(np.float32))
+                    body_file = WORK / f"post-{model.name}-{rows}.bin"
+                    body_file.write_bytes(raw_body)
+                    scripts["binary"] = WORK / f"post-{model.name}-{rows}-binary.lua"
+                    scripts["binary"].write_text(lua_binary(body_file, header_length))
+                    sizes["binary"] = len(raw_body)
+                    for server in running:
+                        if not server.url or server.name in JSON_ONLY:
+                            continue
+                        url = f"{server.url}/v2/models/{model.name}/infer"
+                        status, detail = probe_binary(url, raw_body, header_length)
+                        if status == 200:
+                            targets.append(Target(f"{server.name}-binary", "binary", server))
+                            if server.name != "floor" and detail != "binary outputs":
+                                notes.append(f"{server.name}-binary: answered {detail}")
+                        else:
+                            notes.append(f"{server.name}-binary: n/a (HTTP {status}: {detail})")
+                data_file = WORK / f"grpc-{model.name}-{rows}.json"
+                if messages is not None:
+                    message = grpc_request(model.name, data)
+                    data_file.write_text(json.dumps(message))
+                    encoded = messages.encode(message)
+                    sizes["gRPC"] = len(encoded)
+                    for server in running:
+                        if server.name in JSON_ONLY:
+                            continue
+                        if server.grpc:
+                            try:
+                                answer = messages.decode(grpc_call(server.grpc, encoded))
+                            except Exception as error:
+                                raise SystemExit(f"{server.name} (gRPC): {error}") from None
+                            assert answer.get("outputs") or server.name == "echo-grpc", answer
+                            label = f"{server.name.removesuffix('-grpc')}-grpc"
+                            targets.append(Target(label, "grpc", server))
+                        elif server.note:
+                            notes.append(f"{server.name}-grpc: n/a ({server.note})")
+                        elif server.name != "floor":
+                            notes.append(f"{server.name}-grpc: n/a (no gRPC server)")
+
+                plan = Plan(
+                    binary,
+                    env,
+                    ghz_binary,
+                    proto,
+                    f"/v2/models/{model.name}/infer",
+                    scripts,
+                    data_file,
+                    duration,
+                    args.warmup,
+                    args.max_others,
+                )
+                retried = 0
                 results: dict[tuple[str, int], list[Sample]] = {}
                 for concurrency in concurrencies:
                     for rep in range(reps):
-                        order = running if rep % 2 == 0 else list(reversed(running))
-                        for server in order:
-                            url = f"{server.url}/v2/models/{model.name}/infer"
-                            sample = wrk(
-                                binary, env, url, script, concurrency, duration, args.warmup
-                            )
-                            results.setdefault((server.name, concurrency), []).append(sample)
+                        order = targets if rep % 2 == 0 else list(reversed(targets))
+                        for target in order:
+                            sample, again = measure(plan, target, concurrency)
+                            retried += again
+                            results.setdefault((target.label, concurrency), []).append(sample)
                 raw = raw_ort(model, rows)
-                report(model, rows, len(payload), running, concurrencies, results, raw)
+                labels = [t.label for t in targets]
+                if retried:
+                    notes.append(
+                        f"{retried} runs measured again: the rest of the machine used more "
+                        f"than {args.max_others:g} cores during them"
+                    )
+                report(model, rows, sizes, labels, concurrencies, results, raw, notes)
     return 0
 
 
 def report(
     model: ModelFiles,
     rows: int,
-    size: int,
-    running: list[Running],
+    sizes: dict[str, int],
+    labels: list[str],
     concurrencies: list[int],
     results: dict[tuple[str, int], list[Sample]],
     raw: Sample,
+    notes: list[str],
 ) -> None:
     """One table per model and body: medians (min-max) and the ratios the issue asks for."""
 
     def med(name: str, c: int, field: str) -> float:
         return float(statistics.median(getattr(s, field) for s in results[(name, c)]))
 
-    print(f"\n## {model.name}, {rows} row(s) per request ({size} B body)")
-    print(f"{'server':18} {'c':>3} {'req/s':>18} {'p50 µs':>9} {'p99 µs':>9}")
-    for server in running:
+    def per_cpu(name: str, c: int) -> float:
+        """Requests per second of server CPU time (what a starved server would have done alone)."""
+        return float(
+            statistics.median(s.rps / s.server_cpu for s in results[(name, c)] if s.server_cpu)
+        )
+
+    others = "".join(f"; {kind} {size} B" for kind, size in sizes.items() if kind != "json")
+    print(f"\n## {model.name}, {rows} row(s) per request ({sizes['json']} B body{others})")
+    print(
+        f"{'server':22} {'c':>3} {'req/s':>18} {'p50 µs':>9} {'p99 µs':>9} {'client':>6} "
+        f"{'server':>6} {'others':>6} {'req/CPU-s':>9}"
+    )
+    for label in labels:
         for c in concurrencies:
-            samples = results[(server.name, c)]
+            samples = results[(label, c)]
             rps = [s.rps for s in samples]
             print(
-                f"{server.name:18} {c:>3} {statistics.median(rps):8.0f} "
-                f"({min(rps):.0f}-{max(rps):.0f}) {med(server.name, c, 'p50_us'):9.0f} "
-                f"{med(server.name, c, 'p99_us'):9.0f}"
+                f"{label:22} {c:>3} {statistics.median(rps):8.0f} "
+                f"({min(rps):.0f}-{max(rps):.0f}) {med(label, c, 'p50_us'):9.0f} "
+                f"{med(label, c, 'p99_us'):9.0f} {med(label, c, 'client_cpu'):6.0%} "
+                f"{med(label, c, 'server_cpu'):6.0%} "
+                f"{max(s.other_cpu for s in samples):6.2f} {per_cpu(label, c):9.0f}"
             )
-    print(f"{'raw-ort':18} {'-':>3} {raw.rps:8.0f} {'':9} {raw.p50_us:9.1f} {raw.p99_us:9.1f}")
+    print(f"{'raw-ort':22} {'-':>3} {raw.rps:8.0f} {'':9} {raw.p50_us:9.1f} {raw.p99_us:9.1f}")
     top = max(concurrencies)
-    names = {server.name for server in running}
-    if "flywheel" not in names:
-        return
-    ours = med("flywheel", top, "rps")
-    for peer in ("mlserver-sklearn", "mlserver-ort", "fastapi-ort"):
-        if peer in names:
-            print(f"throughput c={top}: flywheel / {peer} = {ours / med(peer, top, 'rps'):.2f}x")
-    if "floor" in names:
-        floor = med("floor", 1, "p50_us")
-        print(
-            f"p50 c=1: flywheel / floor = {med('flywheel', 1, 'p50_us') / floor:.2f}x "
-            f"(additive {med('flywheel', 1, 'p50_us') - raw.p50_us:.0f} µs over raw ORT)"
-        )
-    if "flywheel-nomon" in names:
-        for c in concurrencies:
-            cost = med("flywheel", c, "p50_us") / med("flywheel-nomon", c, "p50_us") - 1
-            speed = med("flywheel", c, "rps") / med("flywheel-nomon", c, "rps") - 1
+    names = set(labels)
+    if "flywheel" in names:
+        ours = med("flywheel", top, "rps")
+        for peer in ("mlserver-sklearn", "mlserver-ort", "fastapi-ort"):
+            if peer in names:
+                print(
+                    f"throughput c={top}: flywheel / {peer} = {ours / med(peer, top, 'rps'):.2f}x"
+                )
+        if "floor" in names:
+            floor = med("floor", 1, "p50_us")
             print(
-                f"monitoring cost at c={c}: p50 {cost:+.1%}, throughput {speed:+.1%} "
-                "versus --no-monitoring"
+                f"p50 c=1: flywheel / floor = {med('flywheel', 1, 'p50_us') / floor:.2f}x "
+                f"(additive {med('flywheel', 1, 'p50_us') - raw.p50_us:.0f} µs over raw ORT)"
             )
+        if "flywheel-nogrpc" in names:
+            for c in concurrencies:
+                speed = med("flywheel", c, "rps") / med("flywheel-nogrpc", c, "rps") - 1
+                cost = med("flywheel", c, "p50_us") / med("flywheel-nogrpc", c, "p50_us") - 1
+                print(
+                    f"idle gRPC port at c={c}: p50 {cost:+.1%}, throughput {speed:+.1%} "
+                    "versus --grpc-port 0"
+                )
+        if "flywheel-nomon" in names:
+            for c in concurrencies:
+                cost = med("flywheel", c, "p50_us") / med("flywheel-nomon", c, "p50_us") - 1
+                speed = med("flywheel", c, "rps") / med("flywheel-nomon", c, "rps") - 1
+                print(
+                    f"monitoring cost at c={c}: p50 {cost:+.1%}, throughput {speed:+.1%} "
+                    "versus --no-monitoring"
+                )
+    shown = {"flywheel": "flywheel (json)", "mlserver-ort": "mlserver-ort (json)"}
+    for ours_label, theirs in (
+        ("flywheel-grpc", "mlserver-ort-grpc"),
+        ("flywheel-grpc", "mlserver-sklearn-grpc"),
+        ("flywheel-grpc", "flywheel"),
+        ("flywheel-binary", "flywheel"),
+        ("mlserver-ort-grpc", "mlserver-ort"),
+    ):
+        if {ours_label, theirs} <= names:
+            ratio = med(ours_label, top, "rps") / med(theirs, top, "rps")
+            cpu = per_cpu(ours_label, top) / per_cpu(theirs, top)
+            print(
+                f"throughput c={top}: {ours_label} / {shown.get(theirs, theirs)} = {ratio:.2f}x "
+                f"(per server CPU-second {cpu:.2f}x)"
+            )
+    if "echo-grpc" in names:
+        print(
+            f"client reach: ghz makes {med('echo-grpc', top, 'rps'):.0f} calls/s at c={top} "
+            f"against echo-grpc, using {med('echo-grpc', top, 'client_cpu'):.0%} of its core"
+        )
+    for ours_label, floor_label in (("flywheel-grpc", "floor-grpc"), ("flywheel-binary", "floor")):
+        if {ours_label, floor_label} <= names:
+            ratio = med(ours_label, 1, "p50_us") / med(floor_label, 1, "p50_us")
+            print(f"p50 c=1: {ours_label} / {floor_label} = {ratio:.2f}x")
+    for server in ("flywheel", "mlserver-ort", "mlserver-sklearn", "floor"):
+        kinds = [
+            (kind, label)
+            for kind, label in (
+                ("json", server),
+                ("binary", f"{server}-binary"),
+                ("grpc", f"{server}-grpc"),
+            )
+            if label in names
+        ]
+        if len(kinds) < 2:
+            continue
+        parts = [
+            f"c={c} "
+            + ", ".join(
+                f"{kind} {med(label, c, 'p50_us'):.0f}/{med(label, c, 'p99_us'):.0f}"
+                for kind, label in kinds
+            )
+            for c in (1, top)
+        ]
+        print(f"latency p50/p99 µs, {server}: {'; '.join(parts)}")
+    for note in notes:
+        print(note)
     sys.stdout.flush()
 
 
