@@ -140,23 +140,27 @@ def grpc_request(model: str, data: np.ndarray[Any, Any]) -> dict[str, Any]:
     }
 
 
+def _go(args: list[str], what: str, cwd: Path | None = None, **env: str) -> None:
+    """Run the Go tool (`$GO`, default `go`) without cgo; a failure ends the benchmark."""
+    go = os.environ.get("GO", "go")
+    try:
+        subprocess.run(
+            [go, *args],
+            cwd=cwd,
+            env={**os.environ, "CGO_ENABLED": "0", **env},
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(f"cannot build {what} ({error}); it needs Go (set GO=...)") from None
+
+
 def ensure_ghz(work: Path) -> Path:
     """ghz, built with `go install` into the work directory."""
     target = work / "ghz" / GHZ_VERSION
     binary = target / "ghz"
     if not binary.exists():
-        go = os.environ.get("GO", "go")
-        try:
-            subprocess.run(
-                [go, "install", f"{GHZ_MODULE}@{GHZ_VERSION}"],
-                env={**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"},
-                check=True,
-                capture_output=True,
-            )
-        except (OSError, subprocess.CalledProcessError) as error:
-            raise SystemExit(
-                f"cannot build ghz ({error}); gRPC rows need Go (set GO=...)"
-            ) from None
+        _go(["install", f"{GHZ_MODULE}@{GHZ_VERSION}"], "ghz", GOBIN=str(target))
     return binary
 
 
@@ -166,19 +170,7 @@ def ensure_echo(work: Path) -> Path:
     binary = work / "echo_grpc" / "echo_grpc"
     newest = max(f.stat().st_mtime for f in source.iterdir())
     if not binary.exists() or binary.stat().st_mtime < newest:
-        go = os.environ.get("GO", "go")
-        try:
-            subprocess.run(
-                [go, "build", "-o", str(binary), "."],
-                cwd=source,
-                env={**os.environ, "CGO_ENABLED": "0"},
-                check=True,
-                capture_output=True,
-            )
-        except (OSError, subprocess.CalledProcessError) as error:
-            raise SystemExit(
-                f"cannot build echo_grpc ({error}); it needs Go (set GO=...)"
-            ) from None
+        _go(["build", "-o", str(binary), "."], "echo_grpc", cwd=source)
     return binary
 
 

@@ -835,22 +835,16 @@ def report(
                 f"p50 c=1: flywheel / floor = {med('flywheel', 1, 'p50_us') / floor:.2f}x "
                 f"(additive {med('flywheel', 1, 'p50_us') - raw.p50_us:.0f} µs over raw ORT)"
             )
-        if "flywheel-nogrpc" in names:
+        for variant, what, flag in (
+            ("flywheel-nogrpc", "idle gRPC port", "--grpc-port 0"),
+            ("flywheel-nomon", "monitoring cost", "--no-monitoring"),
+        ):
+            if variant not in names:
+                continue
             for c in concurrencies:
-                speed = med("flywheel", c, "rps") / med("flywheel-nogrpc", c, "rps") - 1
-                cost = med("flywheel", c, "p50_us") / med("flywheel-nogrpc", c, "p50_us") - 1
-                print(
-                    f"idle gRPC port at c={c}: p50 {cost:+.1%}, throughput {speed:+.1%} "
-                    "versus --grpc-port 0"
-                )
-        if "flywheel-nomon" in names:
-            for c in concurrencies:
-                cost = med("flywheel", c, "p50_us") / med("flywheel-nomon", c, "p50_us") - 1
-                speed = med("flywheel", c, "rps") / med("flywheel-nomon", c, "rps") - 1
-                print(
-                    f"monitoring cost at c={c}: p50 {cost:+.1%}, throughput {speed:+.1%} "
-                    "versus --no-monitoring"
-                )
+                cost = med("flywheel", c, "p50_us") / med(variant, c, "p50_us") - 1
+                speed = med("flywheel", c, "rps") / med(variant, c, "rps") - 1
+                print(f"{what} at c={c}: p50 {cost:+.1%}, throughput {speed:+.1%} versus {flag}")
     shown = {"flywheel": "flywheel (json)", "mlserver-ort": "mlserver-ort (json)"}
     for ours_label, theirs in (
         ("flywheel-grpc", "mlserver-ort-grpc"),
