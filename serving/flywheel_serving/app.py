@@ -42,7 +42,13 @@ from flywheel_serving.protocol import (
     encode_infer,
     encode_v1,
 )
-from flywheel_serving.signature import SERVER_METADATA, check_outputs, model_metadata, outputs
+from flywheel_serving.signature import (
+    SERVER_METADATA,
+    Refused,
+    check_outputs,
+    model_metadata,
+    outputs,
+)
 
 logger = logging.getLogger("flywheel_serving")
 Scope = dict[str, Any]
@@ -188,6 +194,7 @@ class ServingApp:
             endpoint, handler = route
             status, body, headers = await handler(scope, receive)
         except ServingError as error:
+            self.refused(error)
             status, body, headers = error.status, orjson.dumps({"error": error.message}), JSON
         except Exception as error:  # a bug, not bad input: say so, keep serving
             logger.exception("internal error on %s %s", scope["method"], scope["path"])
@@ -372,11 +379,19 @@ class ServingApp:
             else:
                 prediction = loaded.model.run(inputs)
         self.metrics.inference.observe(time.perf_counter() - started)
-        check_outputs(prediction)
+        check_outputs(prediction, inputs)
         if loaded.monitor is not None:
             # Counted once the response is on its way: binning is not on the request's path.
             self._unobserved.append((loaded.monitor, inputs, prediction))
         return prediction
+
+    def refused(self, error: ServingError) -> None:
+        """Before a refusal is answered (every wire's error handler calls this): rows refused
+        for their values are counted by the monitor, with their missing values, so a rising
+        null rate is never invisible. Any other error (structure, not values) counts nothing."""
+        loaded = self.loaded
+        if isinstance(error, Refused) and error.rows and loaded and loaded.monitor is not None:
+            loaded.monitor.refuse(error.rows, error.reason, error.nulls)
 
     def observe_pending(self) -> None:
         """Count what the monitor has not counted yet (after a response is sent)."""

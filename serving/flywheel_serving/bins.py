@@ -2,8 +2,9 @@
 
 A numeric value falls in position 0 (underflow, below the first edge), 1..B (bin i holds
 `edges[i-1] <= x < edges[i]`, the last bin also holds the last edge) or B+1 (overflow): the
-positions of the baseline's `histogram.counts` (docs/stats-format.md); a missing value in `null`.
-Counting is vectorised: sort, then one `searchsorted` of all edges (see `NumericBins.count`).
+positions of the baseline's `histogram.counts` (docs/stats-format.md); a missing value (NaN) in
+`null`. Counting is vectorised: sort, then one `searchsorted` of all edges (see
+`NumericBins.count`).
 """
 
 from __future__ import annotations
@@ -58,8 +59,7 @@ class NumericBins:
         return cls(names, bounds, index, sizes, int(width.sum()))
 
     def count(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Counts per slot of a batch (rows x features; no NaN: requests with missing numeric
-        values are refused before they are counted).
+        """Counts per slot of a batch (rows x features); a NaN counts in its feature's null slot.
 
         Counts, not positions: each feature's values are sorted and laid out as complex keys
         j + x·i, which numpy orders by real part, then imaginary part, so the whole batch is one
@@ -69,14 +69,30 @@ class NumericBins:
         feature's end to the next one's start is the null slot's 0. A few hundred predictable
         searches instead of a branchy search per value. The last edge is stored as the next
         float up, so a value equal to it lands in the last bin.
+
+        NaN: a complex key with a NaN imaginary part sorts after every other key whatever its
+        real part, which would break the array's order. Sorting puts a feature's NaNs last in
+        its row, so one look at the last column says whether there are any (free when there
+        are none); if so they are counted per feature, laid out as +inf (overflow, where
+        nothing can sort past the feature's end) and moved from overflow to null afterwards.
         """
-        batch = np.empty((len(self.names), values.shape[0]), dtype=np.complex128)
+        ordered = np.sort(values.T, axis=1)
+        nulls = None
+        if ordered.shape[1] and np.isnan(ordered[:, -1]).any():
+            missing = np.isnan(ordered)
+            nulls = missing.sum(axis=1)
+            ordered[missing] = np.inf
+        batch = np.empty(ordered.shape, dtype=np.complex128)
         batch.real = self.feature_index
-        batch.imag = np.sort(values.T, axis=1)
+        batch.imag = ordered
         below = np.searchsorted(batch.ravel(), self.bounds, side="left")
         counts = np.empty(self.slots, dtype=np.int64)
         np.subtract(below[1:], below[:-1], out=counts[:-1])
         counts[-1] = 0
+        if nulls is not None:
+            null_slots = np.cumsum(self.sizes + 2) - 1
+            counts[null_slots - 1] -= nulls
+            counts[null_slots] = nulls
         return counts
 
     def labels(self) -> list[tuple[str, str]]:

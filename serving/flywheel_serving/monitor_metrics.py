@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import (
 
 from flywheel_serving import names
 from flywheel_serving.metrics import bucket_label
-from flywheel_serving.monitoring import SCORE_BUCKETS, WHY, Monitor
+from flywheel_serving.monitoring import REFUSED_WHY, SCORE_BUCKETS, WHY, Monitor
 
 
 def families(monitor: Monitor) -> Iterable[Metric]:
@@ -42,11 +42,22 @@ def families(monitor: Monitor) -> Iterable[Metric]:
     for reason, count in monitor.rejected.items():
         rejected.add_metric([*base, reason], count)
     yield rejected
+    refused = CounterMetricFamily(
+        names.REFUSED_ROWS,
+        "Rows refused (422) for their values, never answered, by reason: "
+        + "; ".join(f"{reason}: {REFUSED_WHY[reason]}" for reason in names.REFUSE_REASONS)
+        + ". Their missing values count in the features' null bins, nothing else of them.",
+        labels=[names.MODEL, names.VERSION, names.REASON],
+    )
+    for reason, count in monitor.refused.items():
+        refused.add_metric([*base, reason], count)
+    yield refused
     values = CounterMetricFamily(
         names.FEATURE_VALUES,
         "Input values per feature and baseline bin (numeric: position in the baseline "
         "histogram counts, 0 underflow, last overflow; categorical: category, __other__, "
-        "__unseen__, __null__).",
+        "__unseen__, __null__); the null bins also count the missing values of rows refused "
+        "for their values.",
         labels=[names.MODEL, names.VERSION, names.FEATURE, names.BIN],
     )
     counts = monitor.features.tolist()

@@ -21,8 +21,15 @@ predicted class one of the model's: one vectorised check per batch; only a batch
 is looked at request by request). A request that fails is left out whole and counted in
 `flywheel_monitoring_rejected_rows_total{reason}`; a batch is tallied first and added to the
 counts only once all of it is tallied, so `flywheel_monitored_rows_total` is always the number
-of rows in the histograms. Feedback that would make an error total non-finite is refused (422)
-before anything is counted.
+of rows in the histograms, save for refused rows' nulls (below). Feedback that would make an
+error total non-finite is refused (422) before anything is counted.
+
+Rows refused (422) for their values are never answered, but their missing values are what a
+rising null rate looks like, so they are not invisible: `refuse` (called before the 422 goes
+out) counts the rows in `flywheel_refused_rows_total{reason}` and adds each feature's missing
+values of those rows to that feature's null slot (`null`, `__null__`), and nothing else of them.
+Each feature's histogram is thus the monitored rows plus the refused rows where that feature was
+missing, and its null share can be compared with the baseline's `nulls`.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +46,7 @@ import numpy as np
 from flywheel_serving import names
 from flywheel_serving.bins import CategoricalBins, NumericBins
 from flywheel_serving.errors import Unprocessable
+from flywheel_serving.feedback import error_sums
 from flywheel_serving.model import Inputs, Prediction
 
 logger = logging.getLogger("flywheel_serving")
@@ -50,6 +58,15 @@ WHY: dict[str, str] = {
     "error": "counting it failed",
 }
 """What each reason of `flywheel_monitoring_rejected_rows_total` means."""
+REFUSED_WHY: dict[str, str] = {
+    names.REFUSED_MISSING: "a missing value (null, NaN, a v1 instance without the feature)",
+    names.REFUSED_OUT_OF_RANGE: "a numeric value beyond float32 or infinite",
+    names.REFUSED_NOT_A_NUMBER: "text (v1: anything but a number) for a numeric feature",
+    names.REFUSED_NOT_A_CATEGORY: "an infinite number for a categorical feature",
+    names.REFUSED_BOOL: "a BOOL tensor for a feature",
+    names.REFUSED_NON_FINITE_OUTPUT: "the model's answer for the rows is not finite",
+}
+"""What each reason of `flywheel_refused_rows_total` means."""
 SCORE_ARRAY = np.array(SCORE_BUCKETS)
 FLUSH_ROWS = 1024
 """Rows taken before they are counted. numpy's per-call cost (several µs a call with the cold
@@ -128,12 +145,24 @@ class Monitor:
         self.squared_error = 0.0
         self.rejected = dict.fromkeys(names.REJECT_REASONS, 0)
         """Rows left out of the counts, by reason."""
+        self.refused = dict.fromkeys(names.REFUSE_REASONS, 0)
+        """Rows refused (422) for their values, by reason; their nulls are in `features`."""
+        self._null_slots = self._null_slot_of_each_feature()
+        self._garbage_logged = False
         self._pending: list[Part] = []
         self._pending_rows = 0
         self._numeric_width = len(numeric_names)
         self._categorical_names = {n for n, t in features if t == "categorical"}
         self._score_width = len(self.classes) or None  # without a card: the first request's
         self._kind: tuple[bool, bool, bool] | None = None  # (labels, probabilities, values)
+
+    def _null_slot_of_each_feature(self) -> dict[str, int]:
+        """The slot in `features` of each monitored feature's missing values (its last)."""
+        ends = np.cumsum(self.numeric.sizes + 2).tolist()
+        slots = {name: end - 1 for name, end in zip(self.numeric.names, ends, strict=True)}
+        for bins, offset in zip(self.categorical, self.category_offsets, strict=False):
+            slots[bins.name] = offset + len(bins.labels) - 1
+        return slots
 
     def _prediction_slots(self) -> int:
         return self.prediction_bins.slots if self.prediction_bins is not None else 0
@@ -345,6 +374,53 @@ class Monitor:
                 )
             self.rejected[reason] += count
 
+    def refuse(self, rows: int, reason: str, nulls: Mapping[str, int]) -> None:
+        """Count `rows` refused (422) for their values (`reason`, one of REFUSE_REASONS) and,
+        for each feature, the missing values among them (`nulls`: feature -> count) in its null
+        slot; nothing else of those rows is counted. Applied at once (a rare path: a handful of
+        additions, no pass over values), so the next scrape sees it.
+
+        Only for rows the server knew and refused for their values: a request refused for its
+        structure (unknown inputs, shapes, a malformed body) is never passed here, its rows are
+        unknown or meaningless. Never raises (a monitoring bug must not turn a 422 into a 500):
+        arguments that make no sense (a bug) are logged, the first time, and nothing is counted.
+        Features the baseline does not bin have no null slot and are passed over."""
+        try:
+            slots = self._refused_slots(rows, reason, nulls)
+            if slots is None:
+                return
+            for slot, count in slots:
+                self.features[slot] += count
+            self.refused[reason] += rows
+        except Exception:
+            logger.exception("counting %r refused rows failed", rows)
+
+    def _refused_slots(self, rows: Any, reason: Any, nulls: Any) -> list[tuple[int, int]] | None:
+        """(slot, count) to add for a refusal, checked in full before anything is added; None
+        (logged once) when the arguments make no sense."""
+        problem = None
+        slots: list[tuple[int, int]] = []
+        if not _count(rows) or rows < 1:
+            problem = f"rows {rows!r}"
+        elif reason not in self.refused:
+            problem = f"reason {reason!r}"
+        elif not isinstance(nulls, Mapping):
+            problem = f"nulls {type(nulls).__name__}"
+        else:
+            for name, count in nulls.items():
+                if not _count(count) or not 0 <= count <= rows:
+                    problem = f"{count!r} nulls of {name!r} in {rows} rows"
+                    break
+                slot = self._null_slots.get(name) if isinstance(name, str) else None
+                if slot is not None and count:
+                    slots.append((slot, int(count)))
+        if problem is None:
+            return slots
+        if not self._garbage_logged:
+            self._garbage_logged = True
+            logger.warning("refused rows not counted: %s (a bug; only the first logged)", problem)
+        return None
+
     def feedback(self, predicted: Sequence[Any], actual: Sequence[Any]) -> None:
         """Count true labels against the predictions they answer (classes or values).
 
@@ -361,7 +437,7 @@ class Monitor:
                 self.confusion[row, column] += 1
             self.labels += len(actual)
             return
-        absolute, squared = _errors(predicted, actual)
+        absolute, squared = error_sums(predicted, actual)
         absolute_total = self.absolute_error + absolute
         squared_total = self.squared_error + squared
         if not (math.isfinite(absolute_total) and math.isfinite(squared_total)):
@@ -387,52 +463,17 @@ def _joined(arrays: list[np.ndarray[Any, Any] | None]) -> np.ndarray[Any, Any]:
     return present[0] if len(present) == 1 else np.concatenate(present)
 
 
+def _count(value: Any) -> bool:
+    """An integer count (Python's or numpy's), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _rows(inputs: Inputs) -> int:
     return inputs.rows if isinstance(inputs.rows, int) and inputs.rows > 0 else 0
 
 
 def _text(label: Any) -> str:
     return label if isinstance(label, str) else str(label)
-
-
-def _errors(predicted: Sequence[Any], actual: Sequence[Any]) -> tuple[float, float]:
-    """The sums of |prediction - label| and (prediction - label)^2 of one feedback, in float64;
-    Unprocessable when any of them, or anything they are made of, is not finite."""
-    try:
-        given = np.asarray(predicted, dtype=np.float64)
-        truth = np.asarray(actual, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise Unprocessable(
-            "a regressor's predictions and labels must be finite numbers"
-        ) from error
-    if given.shape != (len(predicted),) or truth.shape != given.shape:
-        raise Unprocessable("a regressor's predictions and labels must be numbers, one per item")
-    with np.errstate(over="ignore", invalid="ignore"):
-        difference = given - truth
-        absolute = np.abs(difference)
-        squared = difference * difference
-        sums = np.array([absolute.sum(), squared.sum()])
-    for name, array in (("prediction", given), ("label", truth)):
-        if not np.isfinite(array).all():
-            item = int(np.flatnonzero(~np.isfinite(array))[0])
-            raise Unprocessable(f"item {item}: the {name} {array[item]!r} is not a finite number")
-    for quantity, array in (
-        ("prediction - label", difference),
-        ("|prediction - label|", absolute),
-        ("(prediction - label)^2", squared),
-    ):
-        if not np.isfinite(array).all():
-            item = int(np.flatnonzero(~np.isfinite(array))[0])
-            raise Unprocessable(
-                f"item {item}: {quantity} for prediction {given[item]!r} and label "
-                f"{truth[item]!r} overflows float64; feedback not counted"
-            )
-    if not np.isfinite(sums).all():
-        raise Unprocessable(
-            "the absolute or squared errors of this feedback sum beyond float64; "
-            "feedback not counted"
-        )
-    return float(sums[0]), float(sums[1])
 
 
 def _row_max(probabilities: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -30,6 +30,10 @@ MODEL_INFO: Final = "flywheel_model_info"
 MODEL_READY: Final = "flywheel_model_ready"
 MONITORING_REJECTED_ROWS: Final = "flywheel_monitoring_rejected_rows"
 """Rows left out of the monitoring counts, by `reason` (see REJECT_REASONS)."""
+REFUSED_ROWS: Final = "flywheel_refused_rows"
+"""Rows refused (422) for their values before anything answered them, by `reason` (see
+REFUSE_REASONS); each such row's missing values also count in its features' null slots of
+FEATURE_VALUES. Apart from MONITORING_REJECTED_ROWS: those rows were answered."""
 
 # Label names of those series.
 MODEL: Final = "model"
@@ -66,6 +70,32 @@ REJECT_REASONS: Final = ("shape", "non_finite", "unknown_class", "error")
 """The `reason`s of MONITORING_REJECTED_ROWS: arrays whose shapes or types disagree with the
 model's features or classes; a NaN or infinite probability or predicted value, or a NaN input;
 a predicted class the model does not have; counting failed unexpectedly (logged)."""
+
+# The `reason`s of REFUSED_ROWS: why the values of rows the server knew were refused (422).
+REFUSED_MISSING: Final = "missing"
+"""A value is missing where the model needs one: a numeric feature's null or NaN (JSON null,
+NaN in raw bytes or gRPC contents, the text "nan"), or a v1 instance without a feature."""
+REFUSED_OUT_OF_RANGE: Final = "out_of_range"
+"""A numeric value float32 cannot hold: an infinity, or a number beyond float32 (1e39)."""
+REFUSED_NOT_A_NUMBER: Final = "not_a_number"
+"""Text that is not a number for a numeric feature (in v1 instances: anything but a number)."""
+REFUSED_NOT_A_CATEGORY: Final = "not_a_category"
+"""An infinite number sent as a categorical feature's code."""
+REFUSED_BOOL: Final = "bool"
+"""A BOOL tensor for a feature (numeric features take numbers, categorical ones text)."""
+REFUSED_NON_FINITE_OUTPUT: Final = "non_finite_output"
+"""The rows were valid, but the model's answer for them is not finite (never answered)."""
+REFUSE_REASONS: Final = (
+    REFUSED_MISSING,
+    REFUSED_OUT_OF_RANGE,
+    REFUSED_NOT_A_NUMBER,
+    REFUSED_NOT_A_CATEGORY,
+    REFUSED_BOOL,
+    REFUSED_NON_FINITE_OUTPUT,
+)
+"""Every `reason` of REFUSED_ROWS, in the order they are exported (each series always exists).
+A request refused for its structure (unknown or missing inputs, shapes, a malformed body) is not
+counted there: its rows are unknown or meaningless."""
 
 # Bin slots. A numeric feature's slots are the positions 0 (underflow) .. B+1 (overflow) of its
 # baseline histogram, then `null`; a categorical feature's are its top values, then these three.

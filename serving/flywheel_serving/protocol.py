@@ -19,14 +19,17 @@ from typing import Any
 
 import orjson
 
+from flywheel_serving import names
 from flywheel_serving.errors import BadRequest, Unprocessable
 from flywheel_serving.model import Inputs, Model, Prediction
 from flywheel_serving.signature import (
     Output,
+    Refused,
     RequestedOutput,
     assemble,
     check_requested,
     column_for,
+    refusing,
     to_inputs,
 )
 from flywheel_serving.tensors import Tensor, check_header, from_json, from_raw, to_raw
@@ -211,29 +214,38 @@ def decode_v1(body: bytes, model: Model) -> InferRequest:
         raise BadRequest('the body must be {"instances": [...]} with at least one row')
     order = model.order
     by_name = {f.name: f for f in model.features}
-    if all(isinstance(i, dict) for i in instances):
-        missing = sorted({n for i in instances for n in order if n not in i})
-        if missing:
-            raise Unprocessable(f"instances lack features {missing}")
-        rows = [[i[n] for n in order] for i in instances]
-    elif all(isinstance(i, list) and len(i) == len(order) for i in instances):
-        rows = instances
-    else:
-        raise BadRequest(
-            f"each instance must be a list of {len(order)} values ({', '.join(order)}) or an "
-            "object keyed by feature"
-        )
+    raw, lacking = _v1_columns(instances, order)
     columns = {}
-    for position, name in enumerate(order):
-        raw = [row[position] for row in rows]
-        feature = by_name[name]
-        if feature.type == "numeric" and not all(_is_number(v) or v is None for v in raw):
-            raise Unprocessable(f"instances: feature {name} is numeric; send numbers")
-        datatype = "FP64" if feature.type == "numeric" else "BYTES"
-        tensor = from_json("instances", datatype, (len(raw),), raw)
-        columns[name] = column_for(feature, tensor.values, tensor)
-    inputs = assemble(columns, len(rows), model)
+    with refusing(len(instances), lambda: raw, model.numeric):
+        if lacking:
+            raise Refused(f"instances lack features {lacking}", names.REFUSED_MISSING)
+        for name in order:
+            feature = by_name[name]
+            values = raw[name]
+            if feature.type == "numeric" and not all(_is_number(v) or v is None for v in values):
+                raise Refused(
+                    f"instances: feature {name} is numeric; send numbers",
+                    names.REFUSED_NOT_A_NUMBER,
+                )
+            datatype = "FP64" if feature.type == "numeric" else "BYTES"
+            tensor = from_json("instances", datatype, (len(values),), values)
+            columns[name] = column_for(feature, tensor.values, tensor)
+    inputs = assemble(columns, len(instances), model)
     return InferRequest(None, inputs, None, None)
+
+
+def _v1_columns(instances: list[Any], order: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
+    """Each feature's values (None where an instance lacks it) and the features some instance
+    lacks; 400 when the instances are neither all lists of every feature nor all objects."""
+    if all(isinstance(i, dict) for i in instances):
+        lacking = sorted({n for i in instances for n in order if n not in i})
+        return {n: [i.get(n) for i in instances] for n in order}, lacking
+    if all(isinstance(i, list) and len(i) == len(order) for i in instances):
+        return {n: [row[p] for row in instances] for p, n in enumerate(order)}, []
+    raise BadRequest(
+        f"each instance must be a list of {len(order)} values ({', '.join(order)}) or an "
+        "object keyed by feature"
+    )
 
 
 def _finite(value: Any) -> bool:

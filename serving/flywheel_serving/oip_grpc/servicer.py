@@ -5,9 +5,11 @@ and stops the returned server with it (the same drain). Every RPC goes through t
 uses: tensors are decoded by :mod:`..tensors` (typed `contents` or `raw_input_contents`), matched
 with the model by :mod:`..signature`, predicted by :meth:`ServingApp.predict` (batching, metrics,
 the finiteness check, the monitor), and readiness is the app's. A :class:`ServingError` becomes
-the gRPC status its HTTP status stands for, with the REST message; anything else is INTERNAL,
-logged, and the server keeps serving. Requests count in the REST metrics under the endpoints
-`grpc_infer`, `grpc_metadata` and `grpc_health`, with the HTTP status their outcome stands for.
+the gRPC status its HTTP status stands for, with the REST message, once the monitor has counted
+rows refused for their values (:meth:`ServingApp.refused`, as on REST); anything else is
+INTERNAL, logged, and the server keeps serving. Requests count in the REST metrics under the
+endpoints `grpc_infer`, `grpc_metadata` and `grpc_health`, with the HTTP status their outcome
+stands for.
 """
 
 from __future__ import annotations
@@ -207,6 +209,7 @@ class InferenceServicer:
             yield
         except ServingError as error:
             status = error.status
+            self.app.refused(error)  # rows refused for their values: counted before the abort
             await _abort(context, status_code(status), error.message)
         except Exception as error:  # a bug, not bad input: say so, keep serving
             status = 500
