@@ -44,6 +44,11 @@ def test_a_run_trains_exports_and_registers_a_verified_version(
     assert spec["lineage"]["trainingRun"] == "iris-rf-1"
     assert spec["metrics"] == status["metrics"]
     assert spec["baseline"]["statsURI"] == dataset["status"]["statsURI"]
+    # The prediction-drift baseline: the model's own held-out predictions, per class slot.
+    predicted = spec["baseline"]["predictions"]
+    assert predicted["rows"] > 0
+    assert sum(predicted["counts"].values()) == predicted["rows"]
+    assert set(predicted["counts"]) == set(spec["signature"]["classLabels"]), "every class"
     checks = version["status"]["validation"]["checks"]
     assert [(c["name"], c["passed"]) for c in checks] == [("accuracy >= 0.85", True)]
     assert cond(version, "Ready")["status"] == "True"

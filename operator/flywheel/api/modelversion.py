@@ -126,12 +126,31 @@ class Lineage(ApiModel):
     """Versions of the libraries that trained and exported the model, e.g. `scikit-learn: 1.6.1`."""
 
 
+class PredictionBaseline(ApiModel):
+    """The model's own predictions on the training run's held-out rows, counted in the slots
+    the serving pods count live predictions in."""
+
+    rows: int = Field(ge=0, le=2**53)
+    """The held-out rows predicted; the counts sum to it."""
+
+    counts: dict[ShortText, Annotated[int, Field(ge=0, le=2**53)]] = Field(max_length=1024)
+    """Predictions per slot, every slot present (zeros included): per class label of
+    `signature.classLabels` (a classifier, as `flywheel_predictions_total{class}`), or per
+    position of the label histogram in `statsURI`, `0` (underflow) to `B+1` (overflow) and `null`
+    (a regressor, as `flywheel_prediction_values_total{bin}`). A map: its order is not kept."""
+
+
 class Baseline(ApiModel):
     """The statistics that drift is measured against."""
 
     stats_uri: ArtifactUri = Field(alias="statsURI")
     """The training dataset's statistics (format flywheel.dev/stats/v1); serving bins its
     per-feature metrics on these edges."""
+
+    predictions: PredictionBaseline | None = None
+    """The model's own predictions on the training run's held-out rows, in the serving slots:
+    the prediction-drift baseline; absent for versions registered before this field or without
+    held-out rows (and for a regressor whose label has no histogram)."""
 
 
 class ModelVersionSpec(ApiModel):

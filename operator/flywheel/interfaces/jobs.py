@@ -151,6 +151,16 @@ class ChampionReport(Message):
     note: str | None = None
 
 
+class PredictionCounts(Message):
+    """The final ONNX model's predictions on the held-out rows, counted in the serving pods'
+    prediction slots: per class label in the model's class order (a classifier), or per
+    position of the label's baseline histogram, `flywheel_serving.names.numeric_slots` (a
+    regressor). Every slot is present, zeros included; the counts sum to `rows`."""
+
+    rows: int = Field(ge=0)
+    counts: dict[str, int]
+
+
 class TrainReport(Message):
     """A model trained, exported, checked and stored by the training Job."""
 
@@ -166,6 +176,9 @@ class TrainReport(Message):
     held_out: int = 0
     fit_seconds: float = 0.0
     seconds: float = 0.0
+    prediction_baseline: PredictionCounts | None = None
+    """The prediction-drift baseline; None for a regressor without a label histogram to bin on
+    (none in the stats, or no stats given or readable), or when it would not fit the message."""
 
 
 class Champion(Message):
@@ -247,6 +260,9 @@ class TrainArgs(JobArgs):
     digest: str
     claim: str
     champion: Champion | None = None
+    stats: str | None = None
+    """The pinned Dataset version's statistics (`flywheel.dev/stats/v1`, the ModelVersion's
+    `baseline.statsURI`): a regressor's prediction baseline is binned on its label histogram."""
 
 
 IngestResult = IngestReport | JobFailure
@@ -256,7 +272,8 @@ ReportT = TypeVar("ReportT", IngestReport, TrainReport)
 
 def encode_result(result: IngestReport | TrainReport | JobFailure) -> str:
     """The termination message: JSON, compressed when long, a failure's message shortened
-    until it fits."""
+    until it fits, a training report's prediction baseline left out when it would not fit (the
+    ModelVersion then records none: a model with very many or very long class labels)."""
     text = result.model_dump_json(by_alias=True, exclude_none=True)
     if len(text) <= COMPRESS_ABOVE:
         return text
@@ -266,6 +283,8 @@ def encode_result(result: IngestReport | TrainReport | JobFailure) -> str:
     if isinstance(result, JobFailure) and len(result.message) > 200:
         shorter = result.message[: len(result.message) // 2] + " ..."
         return encode_result(result.model_copy(update={"message": shorter}))
+    if isinstance(result, TrainReport) and result.prediction_baseline is not None:
+        return encode_result(result.model_copy(update={"prediction_baseline": None}))
     too_large = f"the result document is {len(text)} bytes even compressed"
     return encode_result(JobFailure(reason=FailureReason.NO_RESULT, message=too_large))
 

@@ -11,6 +11,11 @@ podFailurePolicy stops on it); a crash exits otherwise and the Job retries.
 With `--champion`, the champion's ONNX model is re-scored on the same held-out rows, so the
 operator's champion gate compares like with like. Progress and timings go to stderr (the pod log).
 
+The report carries the prediction-drift baseline: the stored model's own predictions on the
+held-out rows (from the final parity check), counted in the serving pods' prediction slots
+(:mod:`flywheel.training.prediction_baseline`); a regressor's are binned on the label histogram
+of `--stats`, the Dataset version's statistics that the ModelVersion's baseline points to.
+
 The model card is embedded in model.onnx (`flywheel.dev/model-card` in its metadata, the same
 JSON as card.json) before the bytes are checked, stored and hashed: the one sha256 the
 ModelVersion records covers the card, and the parity check runs on the bytes that are stored.
@@ -35,7 +40,7 @@ from sklearn.model_selection import train_test_split
 from flywheel.api.estimators import task_of
 from flywheel.api.modelversion import FeatureSignature
 from flywheel.api.trainingrun import TrainingRunSpec
-from flywheel.artifacts import ArtifactStore, pvc_uri
+from flywheel.artifacts import ArtifactError, ArtifactStore, pvc_uri
 from flywheel.data.schema import ResolvedSchema
 from flywheel.data.snapshot import content_digest
 from flywheel.interfaces.jobs import (
@@ -50,9 +55,17 @@ from flywheel.interfaces.jobs import (
     write_result,
 )
 from flywheel.training.champion import compare
-from flywheel.training.export import ParityFailed, check_parity, embed_card, export
+from flywheel.training.export import (
+    ParityFailed,
+    check_parity,
+    embed_card,
+    export,
+    predictions_of,
+    run_onnx,
+)
 from flywheel.training.metrics import DEFAULTS, compute_metrics
 from flywheel.training.model import InvalidEstimator, build_pipeline
+from flywheel.training.prediction_baseline import prediction_baseline
 from flywheel_serving.names import EXAMPLES_FORMAT, MODEL_CARD_FORMAT
 
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
@@ -81,6 +94,7 @@ def train(
     claim: str,
     store: ArtifactStore,
     champion: Champion | None = None,
+    stats_uri: str | None = None,
 ) -> TrainReport:
     """Fit, evaluate, export, check parity, store the artifacts; the report."""
     started = time.perf_counter()
@@ -174,8 +188,18 @@ def train(
         # An earlier attempt of this run (killed before reporting) stored its files, which are
         # never rewritten: the result must describe what is stored.
         metrics = json.loads(store.read_bytes(f"{directory}/metrics.json"))
-    sha256 = hashlib.sha256(store.read_bytes(f"{directory}/model.onnx")).hexdigest()
+    stored = store.read_bytes(f"{directory}/model.onnx")
+    sha256 = hashlib.sha256(stored).hexdigest()
     log(f"stored {directory} (sha256 {sha256[:12]})", started)
+    predicted = (
+        final.predictions
+        if stored == model
+        else predictions_of(run_onnx(stored, test_x, numeric, categorical), classifier=classifier)
+    )
+    stats = None if classifier else _read_stats(store, stats_uri, started)
+    baseline = prediction_baseline(predicted, classes=signature.class_labels, stats=stats)
+    described = f"{baseline.rows} rows in {len(baseline.counts)} slots" if baseline else "none"
+    log(f"prediction baseline of the stored model: {described}", started)
     return TrainReport(
         sha256=sha256,
         model_uri=f"{directory}/model.onnx",
@@ -188,7 +212,21 @@ def train(
         held_out=len(test_x),
         fit_seconds=round(fit_seconds, 3),
         seconds=round(time.perf_counter() - started, 3),
+        prediction_baseline=baseline,
     )
+
+
+def _read_stats(store: ArtifactStore, uri: str | None, since: float) -> dict[str, Any] | None:
+    """The Dataset version's stats document, or None (logged) when there is none to read: the
+    model is still good, only its prediction baseline is missing."""
+    if uri is None:
+        return None
+    try:
+        document = json.loads(store.read_bytes(uri))
+    except (ArtifactError, OSError, ValueError) as error:
+        log(f"no prediction baseline: {uri} cannot be read ({error})", since)
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def examples(
@@ -256,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             claim=args.claim,
             store=ArtifactStore(args.artifacts_root),
             champion=args.champion,
+            stats_uri=args.stats,
         )
     except (InvalidEstimator, ParityFailed, DigestMismatch) as error:
         write_result(JobFailure(reason=error.reason, message=str(error)), args.termination_log)

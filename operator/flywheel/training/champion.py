@@ -15,12 +15,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 
 from flywheel.artifacts import ArtifactError, ArtifactStore
 from flywheel.interfaces.jobs import Champion, ChampionReport
-from flywheel.training.export import onnx_inputs
+from flywheel.training.export import run_onnx
 from flywheel.training.metrics import compute_metrics
 
 
@@ -49,17 +48,7 @@ def rescore(
         raise NotComparable(f"the new data lacks its features {', '.join(missing[:5])}")
     numeric = [f.name for f in champion.features if f.type == "numeric"]
     categorical = [f.name for f in champion.features if f.type == "categorical"]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    feeds = dict(
-        zip(
-            [i.name for i in session.get_inputs()],
-            onnx_inputs(held_out, numeric, categorical),
-            strict=True,
-        )
-    )
-    outputs = session.run(None, feeds)
+    outputs = run_onnx(model, held_out, numeric, categorical)
     wanted = list(names)
     if not classifier:
         predictions = np.asarray(outputs[0], dtype=float).ravel()

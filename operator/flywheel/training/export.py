@@ -13,7 +13,7 @@ server takes the card from the verified bytes, never from a file beside them alo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,9 @@ class Exported:
     onnx: bytes
     max_deviation: float
     label_mismatches: int
+    predictions: np.ndarray[Any, Any] = field(compare=False)
+    """What onnxruntime predicted for the held-out rows: labels as strings (a classifier) or
+    float values (a regressor), in row order."""
 
 
 def _initial_types(numeric: list[str], categorical: list[str]) -> list[tuple[str, Any]]:
@@ -58,6 +61,27 @@ def onnx_inputs(
     feeds = [frame[n].to_numpy(dtype=np.float32).reshape(-1, 1) for n in numeric]
     feeds += [frame[c].astype(str).to_numpy(dtype=object).reshape(-1, 1) for c in categorical]
     return feeds
+
+
+def run_onnx(
+    model: bytes, frame: pd.DataFrame, numeric: list[str], categorical: list[str]
+) -> list[Any]:
+    """The ONNX model's outputs for the rows, from onnxruntime on the CPU as serving runs it
+    (inputs fed by position)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    feeds = dict(zip(names, onnx_inputs(frame, numeric, categorical), strict=True))
+    return list(session.run(None, feeds))
+
+
+def predictions_of(outputs: list[Any], *, classifier: bool) -> np.ndarray[Any, Any]:
+    """The predictions among a model's outputs: a classifier's labels as strings, a
+    regressor's values as floats, one per row."""
+    if classifier:
+        return np.asarray(outputs[0]).ravel().astype(str)
+    return np.asarray(outputs[0], dtype=float).ravel()
 
 
 def export(
@@ -105,19 +129,11 @@ def check_parity(
     tolerance: float = TOLERANCE,
 ) -> Exported:
     """Run both on the held-out rows; raise ParityFailed with the worst deviation."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    outputs = session.run(
-        None, dict(zip(names, onnx_inputs(held_out, numeric, categorical), strict=True))
-    )
+    outputs = run_onnx(onnx, held_out, numeric, categorical)
     if classifier:
-        labels, probabilities = outputs[0], outputs[1]
+        labels, probabilities = predictions_of(outputs, classifier=True), outputs[1]
         expected = pipeline.predict(held_out)
-        mismatches = int(
-            np.sum(np.asarray(labels).ravel().astype(str) != np.asarray(expected).astype(str))
-        )
+        mismatches = int(np.sum(labels != np.asarray(expected).astype(str)))
         reference = pipeline.predict_proba(held_out) if hasattr(pipeline, "predict_proba") else None
         deviation = (
             float(np.max(np.abs(np.asarray(probabilities) - reference)))
@@ -125,7 +141,7 @@ def check_parity(
             else 0.0
         )
     else:
-        values = np.asarray(outputs[0]).ravel()
+        values = predictions_of(outputs, classifier=False)
         expected_values = np.asarray(pipeline.predict(held_out), dtype=float)
         mismatches = 0
         # Relative to the value's size: the graph computes in float32.
@@ -137,4 +153,9 @@ def check_parity(
             f"onnxruntime disagrees with scikit-learn on {mismatches} of {len(held_out)} labels; "
             f"worst deviation {deviation:.3g} (tolerance {tolerance:g})"
         )
-    return Exported(onnx=onnx, max_deviation=deviation, label_mismatches=mismatches)
+    return Exported(
+        onnx=onnx,
+        max_deviation=deviation,
+        label_mismatches=mismatches,
+        predictions=labels if classifier else values,
+    )

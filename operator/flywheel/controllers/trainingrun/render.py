@@ -19,7 +19,14 @@ from flywheel.core.podspec import (
 )
 from flywheel.core.statuses import RUN_UID
 from flywheel.core.target import Meta
-from flywheel.interfaces.jobs import MOUNT_ROOT, Champion, ExitCode, TrainArgs, TrainReport
+from flywheel.interfaces.jobs import (
+    MOUNT_ROOT,
+    Champion,
+    ExitCode,
+    PredictionCounts,
+    TrainArgs,
+    TrainReport,
+)
 from flywheel.settings import OperatorSettings
 
 NO_CHAMPION = f"{API_GROUP}/no-champion"
@@ -79,6 +86,7 @@ def render_training_job(
         digest=pinned.digest,
         claim=claim,
         champion=champion,
+        stats=pinned.stats_uri,
     )
     resources = container_resources(spec.resources, settings.job_cpu, settings.job_memory)
     labels = {
@@ -142,6 +150,13 @@ def render_training_job(
             },
         },
     }
+
+
+def model_version_baseline(stats_uri: str, predictions: PredictionCounts | None) -> Obj:
+    """The drift baseline a ModelVersion records: the Dataset version's statistics and, when
+    the training Job reported them, the model's own held-out predictions."""
+    recorded = {"rows": predictions.rows, "counts": predictions.counts} if predictions else None
+    return {"statsURI": stats_uri, **({"predictions": recorded} if recorded else {})}
 
 
 def render_model_version(
@@ -209,6 +224,6 @@ def render_model_version(
                 "libraries": result.libraries,
             },
             "metrics": result.metrics,
-            "baseline": {"statsURI": pinned.stats_uri},
+            "baseline": model_version_baseline(pinned.stats_uri, result.prediction_baseline),
         },
     }
