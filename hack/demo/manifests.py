@@ -73,7 +73,7 @@ def model_monitor(interval: str = "5s", window: str = "20s") -> Obj:
             "interval": interval,
             "window": window,
             "minSamples": 300,
-            "dataDrift": {"method": "psi", "threshold": 0.2, "minDriftedFeatures": 2},
+            "dataDrift": {"method": "psi", "decision": "Calibrated", "minDriftedFeatures": 1},
             "consecutiveEvaluations": 2,
             "cooldown": "10m",
             "mode": "Auto",

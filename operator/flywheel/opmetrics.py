@@ -65,9 +65,22 @@ class OperatorMetrics:
             [*monitor, "feature", "method"],
             registry=registry,
         )
+        self.drift_critical_value = Gauge(
+            "flywheel_drift_critical_value",
+            "What each feature's latest drift score was held to: its critical value at the "
+            "window's and the baseline's sizes (Calibrated) or the fixed threshold.",
+            [*monitor, "feature", "method"],
+            registry=registry,
+        )
         self.prediction_drift_score = Gauge(
             "flywheel_prediction_drift_score",
             "The latest prediction drift score, by method.",
+            [*monitor, "method"],
+            registry=registry,
+        )
+        self.prediction_drift_critical_value = Gauge(
+            "flywheel_prediction_drift_critical_value",
+            "What the latest prediction drift score was held to (critical value or threshold).",
             [*monitor, "method"],
             registry=registry,
         )
@@ -101,26 +114,45 @@ class OperatorMetrics:
         self,
         namespace: str,
         monitor: str,
-        features: dict[str, float],
+        features: dict[str, tuple[float, float | None]],
         method: str,
-        prediction: tuple[str, float] | None,
+        prediction: tuple[str, float, float | None] | None,
     ) -> None:
-        """Set a monitor's feature scores; series of features no longer scored are removed."""
+        """Set a monitor's feature scores and critical values (score, critical per feature;
+        prediction: method, score, critical); series of features no longer scored are
+        removed."""
         key = (namespace, monitor)
         fresh: set[tuple[str, ...]] = {(namespace, monitor, name, method) for name in features}
         for stale in self._series.get(key, set()) - fresh:
-            self.drift_score.remove(*stale)
-        for name, value in features.items():
+            self._drop_feature(stale)
+        for name, (value, critical) in features.items():
             self.drift_score.labels(namespace, monitor, name, method).set(value)
+            if critical is not None:
+                self.drift_critical_value.labels(namespace, monitor, name, method).set(critical)
         self._series[key] = fresh
         if prediction is not None:
-            self.prediction_drift_score.labels(namespace, monitor, prediction[0]).set(prediction[1])
+            method_name, value, critical = prediction
+            self.prediction_drift_score.labels(namespace, monitor, method_name).set(value)
+            if critical is not None:
+                gauge = self.prediction_drift_critical_value
+                gauge.labels(namespace, monitor, method_name).set(critical)
+
+    def _drop_feature(self, labels: tuple[str, ...]) -> None:
+        self.drift_score.remove(*labels)
+        with contextlib.suppress(KeyError):
+            self.drift_critical_value.remove(*labels)
 
     def forget_monitor(self, namespace: str, monitor: str) -> None:
         """Remove every series of a deleted monitor (its decision counts too)."""
         for labels in self._series.pop((namespace, monitor), set()):
-            self.drift_score.remove(*labels)
-        for family in (self.prediction_drift_score, self.performance, self.retrain_decisions):
+            self._drop_feature(labels)
+        families = (
+            self.prediction_drift_score,
+            self.prediction_drift_critical_value,
+            self.performance,
+            self.retrain_decisions,
+        )
+        for family in families:
             found = {
                 tuple(sample.labels.values())
                 for metric in family.collect()

@@ -165,7 +165,11 @@ def test_defaults_come_from_the_schema(k: Kubectl) -> None:
     assert spec["dataDrift"] == {
         "enabled": True,
         "method": "psi",
+        "decision": "Calibrated",
+        "alpha": 0.05,
+        "minEffect": 0.01,
         "threshold": 0.2,
+        "maxNewValueShare": 0.005,
         "minDriftedFeatures": 1,
     }
     assert spec["metricsSource"] == {"type": "Pods"}

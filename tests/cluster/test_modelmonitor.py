@@ -90,7 +90,6 @@ def _monitor(name: str, **spec: Any) -> dict[str, Any]:
             "interval": f"{INTERVAL}s",
             "window": "15s",
             "minSamples": 500,
-            "dataDrift": {"method": "psi", "threshold": 0.2, "minDriftedFeatures": 2},
             "consecutiveEvaluations": 2,
             "cooldown": "1h",
             "mode": "Auto",
@@ -225,9 +224,20 @@ def test_drift_retrains_once_within_guardrails_and_sources_agree(
                 return monitor if cond(monitor, "DriftDetected").get("status") == "True" else None
 
             drifting = eventually(detected, timeout=60, what="DriftDetected on drift")
-            evaluation = drifting["status"]["lastEvaluation"]
-            assert sorted(evaluation["driftedFeatures"]) == sorted(SHIFTED), evaluation
             assert cond(drifting, "DriftDetected")["reason"] in ("DataDrift", "PredictionDrift")
+
+            # The first drifted window may still hold rows from before the shift, so one shifted
+            # feature can cross first; within a window's length both have, and never another.
+            def both_shifted() -> dict[str, Any] | None:
+                evaluation = get(k, "modelmonitor", "drift")["status"]["lastEvaluation"]
+                drifted = set(evaluation.get("driftedFeatures") or ())
+                assert drifted <= set(SHIFTED), f"an unshifted feature is flagged: {evaluation}"
+                return evaluation if drifted == set(SHIFTED) else None
+
+            evaluation = eventually(both_shifted, timeout=30, what="both shifted features")
+            for feature in evaluation["features"]:
+                if feature["drifted"] and feature["reason"] == "Shift":
+                    assert feature["score"] > feature["criticalValue"] > 0, feature
             detected_at = datetime.fromisoformat(
                 cond(drifting, "DriftDetected")["lastTransitionTime"].replace("Z", "+00:00")
             )

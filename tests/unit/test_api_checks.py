@@ -335,11 +335,12 @@ MODELS: list[tuple[type[BaseModel], dict[str, Any], bool]] = [
     (DataDrift, {"method": "psi", "threshold": 2}, True),
     (DataDrift, {"method": "wasserstein", "threshold": 1.5}, True),
     (DataDrift, {"method": "linf", "threshold": 0.3}, True),
-    (DataDrift, {"method": "linf", "threshold": 1}, False),
-    (DataDrift, {"method": "chisquare", "threshold": 1.5}, False),
+    (DataDrift, {"method": "linf", "decision": "Threshold", "threshold": 1}, False),
+    (DataDrift, {"method": "linf", "threshold": 1}, True),  # Calibrated: threshold unused
+    (DataDrift, {"method": "chisquare", "decision": "Threshold", "threshold": 15}, True),
     (DataDrift, {"features": ["a", "b"], "minDriftedFeatures": 2}, True),
     (DataDrift, {"features": ["a", "b"], "minDriftedFeatures": 3}, False),
-    (PredictionDrift, {"method": "jensenshannon", "threshold": 1}, False),
+    (PredictionDrift, {"method": "jensenshannon", "decision": "Threshold", "threshold": 1}, False),
     (PredictionDrift, {"method": "jensenshannon", "threshold": 0.1}, True),
     (
         DatasetValidation,

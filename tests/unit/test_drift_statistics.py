@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2, chisquare, wasserstein_distance
+from scipy.stats import chi2, chi2_contingency, wasserstein_distance
 
-from flywheel.drift.baseline import class_baseline, feature_baselines, feature_drift
+from flywheel.drift.baseline import class_baseline, feature_baselines, prediction_baseline
 from flywheel.drift.statistics import (
     SMOOTHING,
     EmptyDistribution,
@@ -19,7 +19,6 @@ from flywheel.drift.statistics import (
     jensen_shannon,
     linf,
     psi,
-    score,
     wasserstein,
 )
 
@@ -66,12 +65,22 @@ def test_linf_by_hand() -> None:
     assert linf([50, 30, 20], [30, 30, 40]) == pytest.approx(0.2)
 
 
-def test_chi_square_matches_scipy() -> None:
-    baseline, window = [30, 50, 20], [40, 40, 20]
+def test_chi_square_is_the_two_sample_test_of_scipy() -> None:
+    baseline, window = [300, 500, 200], [40, 40, 20]
     statistic, p_value = chi_square(baseline, window)
-    reference = chisquare(window, f_exp=np.array(baseline) / 100 * 100)
+    reference = chi2_contingency([baseline, window], correction=False)
     assert statistic == pytest.approx(reference.statistic)
     assert p_value == pytest.approx(reference.pvalue, rel=1e-9)
+
+
+def test_chi_square_invents_no_counts_for_slots_nobody_filled() -> None:
+    # Empty on both sides: no slot, no degree of freedom, no phantom expected count.
+    with_empty = chi_square([300, 500, 0, 200, 0], [40, 40, 0, 20, 0])
+    assert with_empty == pytest.approx(chi_square([300, 500, 200], [40, 40, 20]))
+    # A slot only the window filled counts with what it holds.
+    statistic, _ = chi_square([300, 500, 200, 0], [40, 40, 20, 5])
+    reference = chi2_contingency([[300, 500, 200, 0], [40, 40, 20, 5]], correction=False)
+    assert statistic == pytest.approx(reference.statistic)
 
 
 @pytest.mark.parametrize("freedom", [1, 2, 3, 9, 30, 200])
@@ -79,15 +88,6 @@ def test_chi_square_matches_scipy() -> None:
 def test_chi2_survival_matches_scipy(statistic: float, freedom: int) -> None:
     expected = float(chi2.sf(statistic, freedom))
     assert chi2_survival(statistic, freedom) == pytest.approx(expected, rel=1e-9, abs=1e-300)
-
-
-def test_score_dispatches_and_falls_back_for_categoricals() -> None:
-    a, b = [10, 20, 30], [30, 20, 10]
-    assert score("psi", a, b) == psi(a, b)
-    assert score("wasserstein", a, b) == jensen_shannon(a, b), "no positions: categorical"
-    assert score("wasserstein", a, b, [0.0, 1.0, 2.0]) == wasserstein(a, b, [0.0, 1.0, 2.0])
-    assert score("chisquare", a, b) == pytest.approx(1 - chi_square(a, b)[1])
-    assert score("linf", a, b) == linf(a, b)
 
 
 def test_empty_counts_are_refused() -> None:
@@ -128,20 +128,21 @@ def test_baselines_line_up_with_the_serving_slots() -> None:
     assert class_baseline(STATS, ["0", "1"]).tolist() == [60, 40, 0]
 
 
-def test_feature_drift_flags_a_shift_and_not_the_baseline_itself() -> None:
-    x = feature_baselines(STATS)["x"]
-    same = feature_drift(x, np.array([0, 500, 500, 0, 0]), "psi", 0.2)
-    assert same is not None
-    assert same.score == pytest.approx(0.0)
-    assert not same.drifted
-    shifted = feature_drift(x, np.array([0, 100, 500, 400, 0]), "psi", 0.2)
-    assert shifted is not None
-    assert shifted.drifted
-    moved = feature_drift(x, np.array([0, 0, 50, 50, 0]), "wasserstein", 0.1)
-    assert moved is not None
-    assert moved.score == pytest.approx(
-        wasserstein([0, 50, 50, 0], [0, 0, 50, 50], x.positions or [], 1.0)
-    )
-    assert feature_drift(x, np.zeros(5), "psi", 0.2) is None, "no traffic, no verdict"
-    with pytest.raises(ValueError, match="window slots"):
-        feature_drift(x, np.zeros(4), "psi", 0.2)
+def test_prediction_baseline_prefers_the_models_own_predictions() -> None:
+    recorded, source = prediction_baseline(STATS, ["0", "1"], {"0": 70, "1": 30})
+    assert source == "heldOutPredictions"
+    assert recorded is not None
+    assert recorded.counts.tolist() == [70, 30, 0]
+    assert recorded.new_slots == (2,), "__unseen__ is the never-seen slot"
+    label, source = prediction_baseline(STATS, ["0", "1"], None)
+    assert source == "trainingLabel"
+    assert label is not None
+    assert label.counts.tolist() == [60, 40, 0]
+
+
+def test_slot_kinds_of_the_baselines() -> None:
+    baselines = feature_baselines(STATS)
+    assert baselines["x"].new_slots == (0, 3), "underflow and overflow"
+    assert baselines["x"].null_slot == 4
+    assert baselines["city"].new_slots == (2,), "__unseen__"
+    assert baselines["city"].null_slot == 3

@@ -210,7 +210,13 @@ def test_the_training_distribution_does_not_drift_and_a_shift_does() -> None:
     assert shifted.evaluation.drifted_features == ["x"]
     assert shifted.trigger is not None
     assert shifted.trigger.reason == "DataDrift"
-    assert shifted.trigger.message.startswith("psi over 0.2 on 1 of 3 features: x=")
+    assert shifted.trigger.message.startswith(
+        "1 of 3 features drifted (psi calibrated at alpha 0.05): x "
+    )
+    (x, *_) = shifted.evaluation.features or []
+    assert x.drifted
+    assert x.critical_value is not None
+    assert x.score > x.critical_value > 0
     two = evaluate(
         _spec(dataDrift={"minDriftedFeatures": 2}),
         STATS,
@@ -219,6 +225,30 @@ def test_the_training_distribution_does_not_drift_and_a_shift_does() -> None:
         T0,
     )
     assert two.evaluation.verdict == "NoDrift", "one drifted feature is below minDriftedFeatures"
+
+
+def _predicting(no: float, yes: float, rows: float = 5000) -> WindowCounts:
+    calm = _counts(rows / 1000, [0, 300, 400, 300, 0, 0])
+    return replace(calm, predictions={"no": no * rows, "yes": yes * rows})
+
+
+def test_predictions_are_compared_with_the_models_own_held_out_predictions() -> None:
+    # The model predicts 24 % "yes" where 30 % of the training labels are "yes".
+    recorded = {"no": 760, "yes": 240}
+    own = evaluate(_spec(), STATS, CLASSES, _predicting(0.76, 0.24), T0, recorded)
+    assert own.evaluation.prediction_baseline == "heldOutPredictions"
+    assert own.evaluation.prediction_drift is not None
+    assert not own.evaluation.prediction_drift.drifted
+    assert own.evaluation.verdict == "NoDrift"
+    label = evaluate(_spec(), STATS, CLASSES, _predicting(0.76, 0.24), T0)
+    assert label.evaluation.prediction_baseline == "trainingLabel"
+    assert label.evaluation.prediction_drift is not None
+    assert label.evaluation.prediction_drift.drifted, "against the labels it looks like drift"
+    # A real label-prior shift moves the predictions away from the model's own baseline.
+    prior = evaluate(_spec(), STATS, CLASSES, _predicting(0.66, 0.34), T0, recorded)
+    assert prior.evaluation.verdict == "Drift"
+    assert prior.trigger is not None
+    assert prior.trigger.reason == "PredictionDrift"
 
 
 def test_no_verdict_below_min_samples() -> None:

@@ -9,7 +9,7 @@ evaluations, within cooldown, budget and new-data guardrails.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from annotated_types import MaxLen
 from pydantic import ConfigDict, Field
@@ -114,17 +114,64 @@ class MetricsSource(ApiModel):
     """The Prometheus server, for `type: Prometheus`."""
 
 
-BOUNDED_METHODS = ("jensenshannon", "linf", "chisquare")
+BOUNDED_METHODS = ("jensenshannon", "linf")
 """Methods whose scores never exceed 1."""
 
 THRESHOLD_REACHABLE = Check(
-    f"!(self.method in {list(BOUNDED_METHODS)}) || self.threshold < 1.0",
-    "threshold must be below 1 for jensenshannon, linf and chisquare, whose scores never exceed 1",
-    lambda found: found.method not in BOUNDED_METHODS or found.threshold < 1,
+    f"self.decision != 'Threshold' || !(self.method in {list(BOUNDED_METHODS)}) "
+    "|| self.threshold < 1.0",
+    "threshold must be below 1 for jensenshannon and linf, whose scores never exceed 1",
+    lambda found: (
+        found.decision != "Threshold" or found.method not in BOUNDED_METHODS or found.threshold < 1
+    ),
 )
 
+DriftDecision = Literal["Calibrated", "Threshold"]
+Alpha = Annotated[float, Field(gt=0, le=0.5)]
+Share = Annotated[float, Field(ge=0, le=1)]
 
-class DataDrift(ApiModel):
+
+class DriftTest(ApiModel):
+    """How a distribution is judged against its baseline (shared by data and prediction
+    drift). docs/monitoring.md explains the statistics and their calibration."""
+
+    cel_checks: ClassVar[tuple[Check, ...]] = (THRESHOLD_REACHABLE,)
+
+    enabled: bool = True
+    """Whether this drift is evaluated."""
+
+    method: DriftMethod = "psi"
+    """The statistic between the window's and the baseline's binned distributions: `psi`
+    (population stability index), `jensenshannon` (distance, base 2), `wasserstein`
+    (normalised, on bins; categoricals use Jensen-Shannon), `linf` (largest share difference)
+    or `chisquare` (the two-sample statistic over non-empty slots)."""
+
+    decision: DriftDecision = "Calibrated"
+    """`Calibrated` (default): drift when the statistic exceeds its critical value at the
+    window's and the baseline's sizes (chi-square approximation, or a bootstrap where it is
+    poor) at significance `alpha`, and the change is at least `minEffect`. `Threshold`: drift
+    when the statistic exceeds the fixed `threshold`, whatever the sizes."""
+
+    alpha: Alpha = 0.05
+    """`Calibrated`: the chance of a false alarm per evaluation, split (Bonferroni) over the
+    features and checks judged. Above 0, at most 0.5."""
+
+    min_effect: Share = 0.01
+    """`Calibrated`: the materiality floor: the least total variation distance (the share of
+    values that changed slot) that counts as drift, however significant, so a tiny change in a
+    huge window does not page anyone."""
+
+    threshold: float = Field(default=0.2, gt=0, le=10_000)
+    """`Threshold` only: the fixed score above which a distribution drifts. 0.2 suits PSI;
+    about 0.1 Jensen-Shannon and Wasserstein; below 1 for jensenshannon and linf."""
+
+    max_new_value_share: Share = 0.005
+    """Drift when the share of missing values, or of values the baseline never had (new
+    categories, numeric values below or above its range), rises by more than this (and more
+    than chance explains), under either decision."""
+
+
+class DataDrift(DriftTest):
     """Drift of the input features against the training baseline."""
 
     cel_checks = (
@@ -138,41 +185,19 @@ class DataDrift(ApiModel):
         ),
     )
 
-    enabled: bool = True
-    """Whether data drift is evaluated."""
-
-    method: DriftMethod = "psi"
-    """The distance between the window's and the baseline's binned distributions: `psi`
-    (population stability index), `jensenshannon` (distance), `wasserstein` (normalised, on bins),
-    `linf` (largest frequency difference) or `chisquare` (test statistic p-value complement)."""
-
-    threshold: float = Field(default=0.2, gt=0, le=100)
-    """A feature drifts when its score exceeds this. 0.2 suits PSI; about 0.1 suits
-    Jensen-Shannon and Wasserstein. Below 1 for jensenshannon, linf and chisquare (their scores
-    never exceed 1)."""
-
     min_drifted_features: int = Field(default=1, ge=1, le=512)
     """How many features must drift for the data to count as drifted (at most as many as
-    `features` lists)."""
+    `features` lists). 1 suits `Calibrated`, whose `alpha` is already corrected for the number
+    of features."""
 
     features: list[ColumnName] | None = Field(default=None, max_length=512)
     """Only these features are scored. Default: all."""
 
 
-class PredictionDrift(ApiModel):
-    """Drift of the predicted classes (or binned values) against the training labels."""
-
-    cel_checks = (THRESHOLD_REACHABLE,)
-
-    enabled: bool = True
-    """Whether prediction drift is evaluated."""
-
-    method: DriftMethod = "psi"
-    """The distance used, as for data drift."""
-
-    threshold: float = Field(default=0.2, gt=0, le=100)
-    """Predictions drift when the score exceeds this (below 1 for jensenshannon, linf and
-    chisquare)."""
+class PredictionDrift(DriftTest):
+    """Drift of the predicted classes (or binned values) against the model's own predictions
+    on its held-out rows, recorded with the ModelVersion (the training label for versions
+    registered without them)."""
 
 
 class Performance(ApiModel):
@@ -314,16 +339,33 @@ class ModelMonitorSpec(ApiModel):
 
 
 class FeatureScore(ApiModel):
-    """The drift score of one feature."""
+    """The drift verdict of one feature (or of the predictions)."""
 
     name: ColumnName
     """The feature."""
 
     score: float
-    """The score under the configured method."""
+    """The statistic under the configured method."""
+
+    critical_value: float | None = None
+    """What the score was held to: its critical value at this window's and the baseline's
+    sizes (`Calibrated`) or the fixed threshold."""
+
+    effect: float | None = None
+    """The total variation distance between the window's and the baseline's shares."""
+
+    missing_share: float | None = None
+    """The window's share of missing values."""
+
+    new_value_share: float | None = None
+    """The window's share of values the baseline never had (new categories, out of range)."""
 
     drifted: bool
-    """Whether the score exceeds the threshold."""
+    """Whether it drifted."""
+
+    reason: Literal["Shift", "NewValues", "Missing"] | None = None
+    """What fired: the distribution moved (`Shift`), missing values or never-seen values
+    rose (`Missing`, `NewValues`)."""
 
 
 class Evaluation(ApiModel):
@@ -352,6 +394,13 @@ class Evaluation(ApiModel):
 
     prediction_drift_score: float | None = None
     """The prediction drift score."""
+
+    prediction_drift: FeatureScore | None = None
+    """The predictions' verdict in full (score, critical value, reason)."""
+
+    prediction_baseline: Literal["heldOutPredictions", "trainingLabel"] | None = None
+    """What predictions were compared with: the model's own predictions on its held-out rows,
+    or (versions registered without them) the training label."""
 
     performance: float | None = None
     """The labelled metric's value."""

@@ -465,7 +465,7 @@ async def test_drift_on_two_features_held_for_two_evaluations_creates_one_run() 
     top = max(scores.values())
     assert float(labels["flywheel.dev/retrain-score"]) == round(top, 4)
     assert run["metadata"]["annotations"]["flywheel.dev/retrain-message"].startswith(
-        "psi over 0.2 on 2 of 4 features: "
+        "2 of 4 features drifted (psi calibrated at alpha 0.05): "
     )
     owner = run["metadata"]["ownerReferences"]
     assert owner == [
@@ -654,7 +654,12 @@ async def test_scores_are_exported_and_forgotten_with_the_monitor() -> None:
     for feature in evaluation["features"]:
         exported = sample("flywheel_drift_score", feature=feature["name"], method="psi")
         assert exported == feature["score"]
+        critical = sample("flywheel_drift_critical_value", feature=feature["name"], method="psi")
+        assert critical == feature["criticalValue"] > 0
     assert sample("flywheel_prediction_drift_score", method="psi") == 0.0
+    predicted = evaluation["predictionDrift"]
+    critical = sample("flywheel_prediction_drift_critical_value", method="psi")
+    assert critical == predicted["criticalValue"] > 0
     assert sample("flywheel_monitor_performance", metric="accuracy") == 0.9
     assert sample("flywheel_monitor_window_samples") == 300
     assert sample("flywheel_monitor_drift_detected") == 1
@@ -671,7 +676,11 @@ async def test_scores_are_exported_and_forgotten_with_the_monitor() -> None:
     assert memory.windows == {}
     for feature in evaluation["features"]:
         assert sample("flywheel_drift_score", feature=feature["name"], method="psi") is None
+        assert (
+            sample("flywheel_drift_critical_value", feature=feature["name"], method="psi") is None
+        )
     assert sample("flywheel_prediction_drift_score", method="psi") is None
+    assert sample("flywheel_prediction_drift_critical_value", method="psi") is None
     assert sample("flywheel_monitor_performance", metric="accuracy") is None
     assert sample("flywheel_monitor_window_samples") is None
     assert sample("flywheel_monitor_drift_detected") is None

@@ -54,10 +54,11 @@ def exporter(metrics: OperatorMetrics) -> Callable[[Target[Any, Any], Outcome], 
                 metrics.drift_detected.labels(namespace, name).set(-1)  # no verdict now
             return
         evaluation = Evaluation.model_validate(raw)
-        features = {f.name: f.score for f in evaluation.features or []}
+        features = {f.name: (f.score, f.critical_value) for f in evaluation.features or []}
+        predicted = evaluation.prediction_drift
         prediction = (
-            (spec.prediction_drift.method, evaluation.prediction_drift_score)
-            if evaluation.prediction_drift_score is not None
+            (spec.prediction_drift.method, predicted.score, predicted.critical_value)
+            if predicted is not None
             else None
         )
         metrics.record_scores(namespace, name, features, spec.data_drift.method, prediction)

@@ -89,7 +89,10 @@ def decide(inputs: ModelMonitorInputs, now: datetime) -> Outcome:
         why = inputs.source_failure or "the window could not be read"
         return waiting(inputs, "MetricsUnavailable", why, failed=True)
     classes = list(inputs.version["spec"]["signature"].get("classLabels") or [])
-    assessment = evaluate(spec, inputs.stats, classes, inputs.counts, now)
+    recorded = ((inputs.version["spec"].get("baseline") or {}).get("predictions") or {}).get(
+        "counts"
+    )
+    assessment = evaluate(spec, inputs.stats, classes, inputs.counts, now, recorded)
     return replace(evaluated(inputs, assessment, now), requeue_after=interval)
 
 
