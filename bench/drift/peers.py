@@ -5,8 +5,9 @@ Usage (by run.py):  <peer-venv>/bin/python bench/drift/peers.py --peer evidently
 
 The job lists window specs (`streams.StreamSpec` fields); the worker rebuilds each window with
 `streams.generate` (numpy only, same seeds, so no data files: run.py checks each window's digest
-against its own) and writes, per window, the features the peer flags and the seconds of its
-calculate call. With `timing` in the job it also runs that one window `loops` times.
+against its own) and writes, per window, the columns the peer flags (of the 20 features and the
+predicted class, a categorical column) and the seconds of its run / calculate call. With
+`timing` in the job it also runs each of those windows `loops` times.
 
 - Evidently: `Report([DataDriftPreset()], include_tests=True).run(current, reference)`, all
   defaults: per column the method Evidently picks by type and reference size (above 1,000
@@ -15,9 +16,9 @@ calculate call. With `timing` in the job it also runs that one window `loops` ti
 - NannyML: `UnivariateDriftCalculator(column_names=...)` with its default methods (Jensen-Shannon
   for continuous and categorical columns) and default thresholds (mean + 3 standard deviations of
   the reference chunks' distances). Thresholds need several reference chunks: the calculator is
-  fitted with chunks of the window's size when the reference holds at least 10 of them (1k), else
-  with NannyML's default chunker (10 chunks of 2,000 rows); each window is then one chunk
-  (`SizeBasedChunker(rows)`); a column is flagged when its chunk has `alert` set.
+  fitted with chunks of the window's size when the reference holds at least 10 of them (500-row
+  windows), else with NannyML's default chunker (10 chunks of 2,000 rows); each window is then
+  one chunk (`SizeBasedChunker(rows)`); a column is flagged when its chunk has `alert` set.
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
 
-from drift.streams import CATEGORICAL, FEATURES, NUMERIC, StreamSpec, digest, generate, reference
+from drift.streams import (
+    CATEGORICAL,
+    COLUMNS,
+    NUMERIC,
+    PREDICTION,
+    StreamSpec,
+    digest,
+    generate,
+    reference,
+)
 
 Decide = Callable[[pd.DataFrame], tuple[list[str], float]]
 
@@ -46,6 +56,7 @@ def frame(spec: StreamSpec) -> tuple[pd.DataFrame, str]:
     data = generate(spec)
     columns: dict[str, Any] = {n: data.numeric[:, i] for i, n in enumerate(NUMERIC)}
     columns.update({n: data.categorical[n].astype(object) for n in CATEGORICAL})
+    columns[PREDICTION] = data.prediction.astype(object)
     return pd.DataFrame(columns), digest(data)
 
 
@@ -58,7 +69,9 @@ def evidently_session(info: dict[str, Any]) -> Callable[[int], Decide]:
 
     info["import_s"] = time.perf_counter() - started
     info["version"] = evidently.__version__
-    definition = DataDefinition(numerical_columns=NUMERIC, categorical_columns=CATEGORICAL)
+    definition = DataDefinition(
+        numerical_columns=NUMERIC, categorical_columns=[*CATEGORICAL, PREDICTION]
+    )
     started = time.perf_counter()
     base = Dataset.from_pandas(frame(reference())[0], data_definition=definition)
     info["fit_s"] = time.perf_counter() - started  # no fit: the reference Dataset's creation
@@ -103,7 +116,7 @@ def nannyml_session(info: dict[str, Any]) -> Callable[[int], Decide]:
         if chunk not in fitted:
             started = time.perf_counter()
             fitted[chunk] = nannyml.UnivariateDriftCalculator(
-                column_names=FEATURES, chunk_size=chunk
+                column_names=COLUMNS, chunk_size=chunk
             ).fit(base)
             info["fit_s"][label] = time.perf_counter() - started
         calc = fitted[chunk]
@@ -124,17 +137,17 @@ def nannyml_session(info: dict[str, Any]) -> Callable[[int], Decide]:
                 label,
                 {
                     n: float(table[(n, "jensen_shannon", "upper_threshold")].iloc[0])
-                    for n in FEATURES
+                    for n in COLUMNS
                 },
             )
             flagged = [
                 n
-                for n in FEATURES
+                for n in COLUMNS
                 for method in ("jensen_shannon", "chi2", "l_infinity", "kolmogorov_smirnov")
                 if (n, method, "alert") in table.columns
                 and bool(table[(n, method, "alert")].iloc[0])
             ]
-            return sorted(set(flagged), key=FEATURES.index), seconds
+            return sorted(set(flagged), key=COLUMNS.index), seconds
 
         return decide
 
@@ -159,13 +172,15 @@ def main() -> int:
         flagged, seconds = session(spec.rows)(window)
         results.append({"spec": fields, "digest": seen, "flagged": flagged, "seconds": seconds})
     info["results"] = results
-    if job.get("timing"):
-        spec = StreamSpec(*job["timing"]["spec"])
+    timing = job.get("timing") or {"specs": [], "loops": 0}
+    info["timing"] = []
+    for fields in timing["specs"]:
+        spec = StreamSpec(*fields)
         window, seen = frame(spec)
         decide = session(spec.rows)
         decide(window)  # warm-up
-        info["timing"] = [decide(window)[1] for _ in range(job["timing"]["loops"])]
-        info["timing_digest"] = seen
+        runs = [decide(window)[1] for _ in range(timing["loops"])]
+        info["timing"].append({"spec": fields, "digest": seen, "seconds": runs})
     args.out.write_text(json.dumps(info))
     return 0
 

@@ -1,67 +1,33 @@
-"""Scoring and printing: detection rates, per-feature precision and recall, false alarms, times.
+"""Scoring and the accuracy tables: detection per shift cell, precision, false alarms, reasons.
 
-A stream counts as detected when at least one of its shifted features is flagged; a no-shift
-stream raises a false alarm when any feature is flagged. Per feature, over the shifted streams:
-precision = flagged and shifted / flagged, recall = flagged and shifted / shifted. The
-per-feature false-positive rate is the share of the 20 features flagged on no-shift streams.
+A window alarms when any of its 21 columns drifts (the product raises the alarm at
+`minDriftedFeatures: 1`); a shifted window that alarms is detected, a no-shift window that alarms
+is a false alarm. Precision, over the shifted windows: alarms on the columns the shift moved /
+all alarms. The false-alarm rate comes with its one-sided 95 % upper bound (Clopper-Pearson).
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
-from drift.streams import FEATURES, SIZES, StreamSpec
+from scipy import stats
 
-Outcome = tuple[StreamSpec, frozenset[str]]
-"""One window and the features a method flagged in it."""
+from drift.streams import COLUMNS, SIZES, StreamSpec, label
 
-
-@dataclass(frozen=True)
-class Summary:
-    """One method on one window size."""
-
-    detection: float  # shifted streams detected
-    false_alarms: float  # no-shift streams with any flag
-    precision: float
-    recall: float
-    fpr: float  # per-feature false-positive rate on no-shift streams
-    streams: int
-    clean: int
+Outcome = tuple[StreamSpec, Mapping[str, str]]
+"""One window and the columns a side flagged in it (with the check that fired, for ours)."""
+ORDER = ["ours", "textbook", "nannyml", "evidently", "ours a=0.05", "ours js", "ours psi>0.2"]
 
 
-def _share(hits: int, total: int) -> float:
+def methods(results: Mapping[str, Sequence[Outcome]]) -> list[str]:
+    """The sides present, in table order."""
+    return [m for m in ORDER if m in results] + [m for m in results if m not in ORDER]
+
+
+def share(hits: int, total: int) -> float:
+    """hits / total (NaN for none)."""
     return hits / total if total else float("nan")
-
-
-def detected(spec: StreamSpec, flagged: frozenset[str]) -> bool:
-    """A shifted stream with at least one shifted feature flagged; no-shift: any flag."""
-    return bool(flagged & set(spec.shifted)) if spec.shifted else bool(flagged)
-
-
-def summarise(outcomes: Sequence[Outcome]) -> Summary:
-    """Pool a method's outcomes on one window size."""
-    shifted = [(s, f) for s, f in outcomes if s.shifted]
-    clean = [(s, f) for s, f in outcomes if not s.shifted]
-    tp = sum(len(f & set(s.shifted)) for s, f in shifted)
-    flagged = sum(len(f) for s, f in shifted)
-    truth = sum(len(s.shifted) for s, _ in shifted)
-    return Summary(
-        detection=_share(sum(detected(s, f) for s, f in shifted), len(shifted)),
-        false_alarms=_share(sum(bool(f) for _, f in clean), len(clean)),
-        precision=_share(tp, flagged),
-        recall=_share(tp, truth),
-        fpr=_share(sum(len(f) for _, f in clean), len(clean) * len(FEATURES)),
-        streams=len(shifted),
-        clean=len(clean),
-    )
-
-
-def cell_rate(outcomes: Sequence[Outcome], kind: str, size: float) -> tuple[int, int]:
-    """(detected, streams) of one shift cell."""
-    cell = [(s, f) for s, f in outcomes if s.kind == kind and s.size == size]
-    return sum(detected(s, f) for s, f in cell), len(cell)
 
 
 def pct(value: float) -> str:
@@ -69,106 +35,121 @@ def pct(value: float) -> str:
     return "-" if value != value else f"{100 * value:.0f}%"
 
 
-def print_detection(results: dict[str, list[Outcome]], rows: int) -> None:
-    """Detection rate per shift cell, methods side by side (no shift: false-alarm rate)."""
-    methods = list(results)
-    width = max(13, *(len(m) + 1 for m in methods))
-    print(f"\n## {rows:,}-row windows: streams detected (no shift: streams with a false alarm)")
-    print(f"{'shift':16} {'n':>3}" + "".join(f"{m:>{width}}" for m in methods))
+def detected(flagged: Mapping[str, str]) -> bool:
+    """Whether the window alarms: any column flagged."""
+    return bool(flagged)
+
+
+def scoped(outcomes: Sequence[Outcome], rows: int, kind: str | None = None) -> list[Outcome]:
+    """The outcomes of one window size (and shift kind)."""
+    return [o for o in outcomes if o[0].rows == rows and (kind is None or o[0].kind == kind)]
+
+
+def cell_rate(outcomes: Sequence[Outcome], rows: int, kind: str, size: float) -> tuple[int, int]:
+    """(detected, windows) of one shift cell."""
+    cell = [(s, f) for s, f in scoped(outcomes, rows, kind) if s.size == size]
+    return sum(detected(f) for _, f in cell), len(cell)
+
+
+def false_alarms(outcomes: Sequence[Outcome], rows: int) -> tuple[int, int]:
+    """(no-shift windows with an alarm, no-shift windows) at one size."""
+    clean = scoped(outcomes, rows, "none")
+    return sum(detected(f) for _, f in clean), len(clean)
+
+
+def upper_bound(hits: int, total: int) -> float:
+    """The one-sided 95 % Clopper-Pearson upper bound of a rate seen as hits / total."""
+    if total == 0:
+        return float("nan")
+    return 1.0 if hits >= total else float(stats.beta.ppf(0.95, hits + 1, total - hits))
+
+
+def print_detection(results: Mapping[str, Sequence[Outcome]], rows: int) -> None:
+    """Detection rate per shift cell, sides side by side (no shift: false-alarm rate)."""
+    names = methods(results)
+    width = max(10, *(len(m) + 2 for m in names))
+    print(f"\n## {rows:,}-row windows: windows detected (none: windows with a false alarm)")
+    print(f"{'shift':20} {'n':>4}" + "".join(f"{m:>{width}}" for m in names))
     for kind, sizes in SIZES.items():
         for size in sizes:
-            label = "none" if kind == "none" else f"{kind} {size:g}"
-            cells = [
-                cell_rate([o for o in results[m] if o[0].rows == rows], kind, size) for m in methods
-            ]
+            cells = [cell_rate(results[m], rows, kind, size) for m in names]
             print(
-                f"{label:16} {cells[0][1]:>3}"
-                + "".join(f"{pct(_share(*c)):>{width}}" for c in cells)
+                f"{label(kind, size):20} {cells[0][1]:>4}"
+                + "".join(f"{pct(share(*c)):>{width}}" for c in cells)
             )
 
 
-def print_summary(
-    results: dict[str, list[Outcome]], windows: list[int]
-) -> dict[int, dict[str, Summary]]:
-    """Pooled figures per method and window size."""
-    table: dict[int, dict[str, Summary]] = {}
-    print("\n## Pooled per window size (shifted streams; false alarms on no-shift streams)")
-    header = f"{'window':>8} {'method':16} {'detected':>9} {'precision':>10} {'recall':>7}"
-    print(header + f" {'false alarms':>13} {'feature FPR':>12}")
-    for rows in windows:
-        table[rows] = {}
-        for method, outcomes in results.items():
-            s = summarise([o for o in outcomes if o[0].rows == rows])
-            table[rows][method] = s
-            print(
-                f"{rows:>8,} {method:16} {pct(s.detection):>9} {pct(s.precision):>10} "
-                f"{pct(s.recall):>7} {pct(s.false_alarms):>8} of {s.clean:<2} "
-                f"{100 * s.fpr:>11.1f}%"
-            )
-    return table
-
-
-def print_recall_by_kind(results: dict[str, list[Outcome]], windows: list[int]) -> None:
-    """Per-feature recall (shifted features flagged / shifted features) per shift kind."""
+def print_precision(results: Mapping[str, Sequence[Outcome]], windows: list[int]) -> None:
+    """Per size and kind: alarms on moved columns / all alarms, over the shifted windows."""
     kinds = [k for k in SIZES if k != "none"]
-    print("\n## Per-feature recall by shift kind (all sizes pooled)")
-    print(f"{'window':>8} {'method':16}" + "".join(f"{k:>8}" for k in kinds))
+    print("\n## Precision: alarms on the moved columns / all alarms (shifted windows)")
+    print(f"{'window':>7} {'side':14}" + "".join(f"{k:>8}" for k in kinds))
     for rows in windows:
-        for method, outcomes in results.items():
-            line = f"{rows:>8,} {method:16}"
+        for method in methods(results):
+            line = f"{rows:>7,} {method:14}"
             for kind in kinds:
-                cell = [(s, f) for s, f in outcomes if s.rows == rows and s.kind == kind]
-                hits = sum(len(f & set(s.shifted)) for s, f in cell)
-                line += f"{pct(_share(hits, sum(len(s.shifted) for s, _ in cell))):>8}"
+                cell = scoped(results[method], rows, kind)
+                right = sum(len(set(f) & set(s.shifted)) for s, f in cell)
+                line += f"{pct(share(right, sum(len(f) for _, f in cell))):>8}"
             print(line)
 
 
-def print_targets(
-    table: dict[int, dict[str, Summary]],
-    results: dict[str, list[Outcome]],
-    ours: str,
-    peers: list[str],
-    speed: dict[str, float],
+def print_false_alarms(
+    results: Mapping[str, Sequence[Outcome]], windows: list[int], title: str = ""
 ) -> None:
-    """The issue's targets, met or missed."""
-    print(f"\n## Targets ({ours})")
-    for rows, by_method in table.items():
-        mine = by_method[ours]
-        present = [p for p in peers if p in by_method]
-        if not present:
-            continue
-        best = max(present, key=lambda p: by_method[p].detection)
-        other = by_method[best]
-        met = (
-            mine.detection >= other.detection
-            and mine.false_alarms <= 0.05
-            and mine.false_alarms <= other.false_alarms
-        )
-        behind = 0
-        cells = 0
-        for kind, sizes in SIZES.items():
-            for size in sizes if kind != "none" else ():
-                cells += 1
-                scoped = {m: [o for o in results[m] if o[0].rows == rows] for m in results}
-                mine_cell = _share(*cell_rate(scoped[ours], kind, size))
-                top = max(_share(*cell_rate(scoped[p], kind, size)) for p in present)
-                behind += mine_cell < top
-        print(
-            f"{rows:>8,} rows: detected {pct(mine.detection)} vs {best} {pct(other.detection)}; "
-            f"false alarms {pct(mine.false_alarms)} vs {pct(other.false_alarms)}: "
-            f"{'MET' if met else 'MISSED'} (behind the better peer in {behind} of {cells} cells)"
-        )
-        quiet = [p for p in present if by_method[p].false_alarms <= 0.05]
-        if best not in quiet and quiet:
-            calm = max(quiet, key=lambda p: by_method[p].detection)
+    """No-shift windows with an alarm, their 95 % upper bound and the per-column rate."""
+    print(
+        f"\n## False alarms{title}: no-shift windows with any alarm (95% upper bound; per column)"
+    )
+    for rows in windows:
+        for method in methods(results):
+            hits, total = false_alarms(results[method], rows)
+            columns = sum(len(f) for _, f in scoped(results[method], rows, "none"))
             print(
-                f"{'':14}better peer with false alarms <= 5%: {calm} "
-                f"{pct(by_method[calm].detection)} ({pct(by_method[calm].false_alarms)})"
+                f"{rows:>7,} {method:14} {hits:>3} of {total:<5} {100 * share(hits, total):5.1f}% "
+                f"(<= {100 * upper_bound(hits, total):.1f}%)   per column "
+                f"{100 * share(columns, total * len(COLUMNS)):.2f}%"
             )
-    for peer, ratio in speed.items():
-        print(f"decision speed vs {peer}: {ratio:,.0f}x ({'MET' if ratio >= 100 else 'MISSED'})")
 
 
-def median(values: Sequence[float]) -> float:
-    """The median of timings."""
-    return float(statistics.median(values))
+def print_reasons(outcomes: Sequence[Outcome], windows: list[int]) -> None:
+    """Which of our checks fired on the moved columns, per kind (all window sizes)."""
+    print("\n## Ours (default): the check that fired on the moved columns, all sizes")
+    for kind in (k for k in SIZES if k != "none"):
+        for rows in windows:
+            cell = scoped(outcomes, rows, kind)
+            fired = Counter(r for s, f in cell for n, r in f.items() if n in s.shifted)
+            moved = sum(len(s.shifted) for s, _ in cell)
+            text = ", ".join(f"{r} {c}" for r, c in fired.most_common()) or "-"
+            print(f"{kind:8} {rows:>7,}: {sum(fired.values())} of {moved} moved columns ({text})")
+
+
+EXTRA = " (extra)"
+"""Suffix of the sides' outcomes on the extra no-shift windows (ours and the textbook only)."""
+
+
+def shared(results: Mapping[str, Sequence[Outcome]]) -> dict[str, Sequence[Outcome]]:
+    """The outcomes on the windows every side saw."""
+    return {m: o for m, o in results.items() if not m.endswith(EXTRA)}
+
+
+def pooled_none(results: Mapping[str, Sequence[Outcome]]) -> dict[str, list[Outcome]]:
+    """Per side with extra windows: its no-shift outcomes, shared and extra windows together."""
+    return {
+        m[: -len(EXTRA)]: [o for o in results[m[: -len(EXTRA)]] if not o[0].shifted] + list(o)
+        for m, o in results.items()
+        if m.endswith(EXTRA)
+    }
+
+
+def print_report(results: Mapping[str, Sequence[Outcome]], windows: list[int]) -> None:
+    """Every accuracy table."""
+    common = shared(results)
+    for rows in windows:
+        print_detection(common, rows)
+    print_false_alarms(common, windows)
+    if everything := pooled_none(results):
+        print_false_alarms(everything, windows, " on all no-shift windows (shared + extra)")
+    print_precision(common, windows)
+    if "ours" in common:
+        print_reasons(common["ours"], windows)

@@ -1,20 +1,20 @@
-"""Drift-detection benchmark: our drift statistics beside Evidently and NannyML, one command.
+"""Drift-detection benchmark: our drift decision beside the textbook test, Evidently and NannyML.
 
-Usage:  .venv/bin/python bench/drift/run.py [--quick] [--windows 1000,10000,100000]
-        [--reps 10,10,5] [--none-reps 30,20,10] [--peers evidently,nannyml] [--shards 2]
+Usage:  .venv/bin/python bench/drift/run.py [--quick] [--windows 500,5000,50000]
+        [--reps 6,6,4] [--none-reps 100,100,40] [--peers evidently,nannyml] [--shards 2]
         [--timing-loops 5] [--no-timing | --timing-only]
 
-Method (streams.py has the data): one 20,000-row reference frame of 20 features and windows of
-1k, 10k and 100k rows with known shifts (mean, variance, category frequencies, a new category,
-none), each cell repeated with fresh seeds. Every side decides per feature whether it drifted:
-ours (ours.py: the product's baseline, serving bins and ModelMonitor scores; PSI > 0.2 is the
-default, Jensen-Shannon > 0.1 and Wasserstein > 0.1 are shown too), Evidently's DataDriftPreset
-and NannyML's univariate drift calculator with their defaults (peers.py, each in its own
-virtualenv under $FLYWHEEL_BENCH_DIR, default ~/.cache/flywheel/bench-drift). The accuracy part
-runs the peers' workers in parallel; then, with nothing else running, the timing part: deciding
-20 features on one 100k-row window (ours from bin counts, as the operator does, and separately
-the binning of the raw window; theirs their run/calculate call on raw frames), medians of
-`--timing-loops` runs. Tables: report.py.
+Method (streams.py has the data): one 20,000-row reference frame of 20 features and a
+classifier's predictions, and windows of 500, 5,000 and 50,000 rows with known shifts, each cell
+repeated with fresh seeds; every side decides on the very same windows whether each of the 21
+columns drifted. Ours (ours.py: the product's baseline, serving bins and `judge`, the default
+`DriftRule()` and two others for context), the textbook test (textbook.py: KS / chi-square,
+Bonferroni), Evidently's DataDriftPreset and NannyML's univariate drift calculator with their
+defaults (peers.py, each in its own virtualenv under $FLYWHEEL_BENCH_DIR, default
+~/.cache/flywheel/bench-drift). The accuracy part runs the peers' workers in parallel with ours;
+then, with nothing else running, the timing part: deciding one no-shift window per size (ours
+from bin counts, as the operator does, and separately the binning of the raw window; the others
+on raw frames), medians of `--timing-loops` runs. Tables and verdicts: report.py, targets.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,223 +32,205 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pandas as pd
 
-from drift.ours import CONFIGS, Ours
-from drift.report import (
-    Outcome,
-    median,
-    print_detection,
-    print_recall_by_kind,
-    print_summary,
-    print_targets,
+from drift.ours import RULES, Ours
+from drift.report import Outcome, print_report
+from drift.streams import (
+    REFERENCE_ROWS,
+    StreamSpec,
+    digest,
+    generate,
+    hash_seed,
+    plan,
+    reference,
 )
-from drift.streams import StreamSpec, digest, generate, plan, reference
+from drift.targets import Timing, print_targets, print_timing
+from drift.textbook import Textbook
+from drift.workers import WORK, collect, ensure_venv, fields, launch
 
-ROOT = Path(__file__).resolve().parents[2]
-WORK = Path(os.environ.get("FLYWHEEL_BENCH_DIR", Path.home() / ".cache/flywheel/bench-drift"))
-UV = ROOT / ".venv/bin/uv"
-WORKER = Path(__file__).resolve().parent / "peers.py"
-PEERS: dict[str, list[str]] = {
-    "evidently": ["evidently==0.7.23", "pandas==2.3.3"],
-    # nannyml 0.13.1 imports statsmodels without declaring it.
-    "nannyml": ["nannyml==0.13.1", "statsmodels==0.15.0", "pandas==2.3.3"],
-}
-TIMING = StreamSpec("mean", 0.5, 100_000, 424_242)
+TEXTBOOK = "textbook"
 
 
-def ensure_venv(peer: str) -> Path:
-    """The peer's own virtualenv (uv, Python 3.11, PyPI), reused while its pins are unchanged."""
-    venv = WORK / f"{peer}-venv"
-    stamp = venv / ".packages"
-    packages = PEERS[peer]
-    if not stamp.exists() or stamp.read_text() != "\n".join(packages):
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([str(UV), "venv", "--quiet", "--python", "3.11", str(venv)], check=True)
-        subprocess.run(
-            [str(UV), "pip", "install", "--quiet", "--python", str(venv / "bin/python"), *packages],
-            check=True,
-        )
-        stamp.write_text("\n".join(packages))
-    return venv
+def timing_specs(windows: list[int]) -> list[StreamSpec]:
+    """One fixed no-shift window per size, for the timing part."""
+    return [StreamSpec("none", 0.0, rows, 424_242 + rows) for rows in windows]
 
 
-def launch(peer: str, name: str, job: dict[str, Any]) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start one worker on a job; its JSON lands in the returned path."""
-    run = WORK / "run"
-    run.mkdir(parents=True, exist_ok=True)
-    (run / f"{name}.job.json").write_text(json.dumps(job))
-    out = run / f"{name}.out.json"
-    out.unlink(missing_ok=True)
-    argv = [str(WORK / f"{peer}-venv/bin/python"), str(WORKER), "--peer", peer]
-    argv += ["--job", str(run / f"{name}.job.json"), "--out", str(out)]
-    env = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}
-    with (run / f"{name}.log").open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-    return process, out
-
-
-def collect(process: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
-    """Wait for a worker and read its result."""
-    if process.wait() != 0:
-        raise SystemExit(f"worker failed: {out.with_suffix('').with_suffix('.log').read_text()}")
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
-
-
-def fields(spec: StreamSpec) -> list[Any]:
-    """A spec as JSON fields."""
-    return [spec.kind, spec.size, spec.rows, spec.seed]
-
-
-def run_ours(specs: list[StreamSpec]) -> tuple[Ours, dict[str, list[Outcome]], dict[Any, str]]:
-    """Our decisions on every window (while the peers' workers run), and the windows' digests."""
-    ours = Ours.fit(generate(reference()))
-    results: dict[str, list[Outcome]] = {name: [] for name, _, _ in CONFIGS}
+def run_local(
+    ours: Ours, textbook: Textbook, specs: list[StreamSpec]
+) -> tuple[dict[str, list[Outcome]], dict[Any, str], dict[int, list[float]]]:
+    """Ours and the textbook test on every window, the windows' digests and our default rule's
+    seconds per decision by window size."""
+    results: dict[str, list[Outcome]] = {name: [] for name, _ in RULES}
+    results[TEXTBOOK] = []
     digests: dict[Any, str] = {}
+    seconds: dict[int, list[float]] = {}
     for spec in specs:
         window = generate(spec)
         digests[tuple(fields(spec))] = digest(window)
         counts = ours.counts(window)
         ours.check(window, counts)
-        for name, method, threshold in CONFIGS:
-            results[name].append((spec, frozenset(ours.flagged(counts, method, threshold))))
-    return ours, results, digests
+        for name, rule in RULES:
+            started = time.perf_counter()
+            results[name].append((spec, ours.flagged(counts, rule)))
+            if name == RULES[0][0]:
+                seconds.setdefault(spec.rows, []).append(time.perf_counter() - started)
+        results[TEXTBOOK].append((spec, textbook.flagged(window)))
+    return results, digests, seconds
 
 
-def main() -> int:
-    """Run the accuracy matrix, then the timing, and print the tables."""
+def extra_none(
+    windows: list[int], after: dict[int, int], count: dict[int, int]
+) -> list[StreamSpec]:
+    """More no-shift windows (seeds after the plan's), for ours and the textbook test only."""
+    return [
+        StreamSpec("none", 0.0, rows, hash_seed("none", 0.0, rows, rep))
+        for rows in windows
+        for rep in range(after[rows], after[rows] + count[rows])
+    ]
+
+
+def accuracy(
+    specs: list[StreamSpec], extra: list[StreamSpec], peers: list[str], shards: int
+) -> tuple[Ours, Textbook, dict[str, list[Outcome]], dict[str, Any], dict[tuple[str, int], Any]]:
+    """Every side on every window (ours and the textbook test while the peers' workers run, then
+    on the `extra` windows); the peers' run information and seconds per window."""
+    running = []
+    for peer in peers:
+        count = max(1, shards) if peer == "evidently" else 1
+        for i in range(count):
+            job = {"specs": [fields(s) for s in specs[i::count]]}
+            running.append((peer, *launch(peer, f"{peer}-{i}", job)))
+    try:
+        frame = generate(reference())
+        ours, textbook = Ours.fit(frame), Textbook.fit(frame)
+        results, digests, ours_seconds = run_local(ours, textbook, specs)
+        more = run_local(ours, textbook, extra)[0]
+    except BaseException:
+        for _, process, _ in running:
+            process.kill()
+        raise
+    results.update({f"{name} (extra)": outcomes for name, outcomes in more.items()})
+    info: dict[str, Any] = {}
+    seconds: dict[tuple[str, int], list[float]] = {
+        (RULES[0][0], rows): v for rows, v in ours_seconds.items()
+    }
+    for peer, process, out in running:
+        result = collect(process, out)
+        info.setdefault(peer, result)
+        results.setdefault(peer, [])
+        for row in result["results"]:
+            if digests[tuple(row["spec"])] != row["digest"]:
+                raise SystemExit(f"{peer} saw other data for {row['spec']}")
+            spec = StreamSpec(*row["spec"])
+            results[peer].append((spec, dict.fromkeys(row["flagged"], peer)))
+            seconds.setdefault((peer, spec.rows), []).append(row["seconds"])
+    return ours, textbook, results, info, seconds
+
+
+def timing(
+    ours: Ours, textbook: Textbook, peers: list[str], windows: list[int], loops: int
+) -> Timing:
+    """Each side alone on the machine, one no-shift window per size."""
+    specs = timing_specs(windows)
+    found = Timing(loads=os.getloadavg())
+    for spec in specs:
+        window = generate(spec)
+        counts = ours.counts(window)
+        found.ours[spec.rows] = ours.time_decision(counts, RULES[0][1], loops)
+        found.binning[spec.rows] = ours.time_binning(window, loops)
+        found.textbook[spec.rows] = textbook.time_decision(window, loops)
+    for peer in peers:
+        job = {"specs": [], "timing": {"specs": [fields(s) for s in specs], "loops": loops}}
+        result = collect(*launch(peer, f"{peer}-timing", job))
+        for row, spec in zip(result["timing"], specs, strict=True):
+            if row["digest"] != digest(generate(spec)):
+                raise SystemExit(f"{peer} timed other data")
+            found.peers.setdefault(peer, {})[spec.rows] = row["seconds"]
+        found.imports[peer] = result["import_s"]
+        found.fits[peer] = result["fit_s"]
+    return found
+
+
+def arguments() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1k and 10k, 2 reps, 4 no-shift")
-    parser.add_argument("--windows", default="1000,10000,100000")
-    parser.add_argument("--reps", default="10,10,5", help="windows per shift cell, per size")
-    parser.add_argument("--none-reps", default="30,20,10", help="no-shift windows per size")
+    parser.add_argument("--quick", action="store_true", help="2 reps, 10 no-shift per size")
+    parser.add_argument("--windows", default="500,5000,50000")
+    parser.add_argument("--reps", default="6,6,4", help="windows per shift cell, per size")
+    parser.add_argument("--none-reps", default="100,100,40", help="no-shift windows per size")
+    parser.add_argument(
+        "--extra-none", default="1000,1000,200", help="more no-shift windows, ours and textbook"
+    )
     parser.add_argument("--peers", default="evidently,nannyml")
     parser.add_argument("--shards", type=int, default=2, help="parallel Evidently workers")
     parser.add_argument("--timing-loops", type=int, default=5)
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--timing-only", action="store_true", help="skip the accuracy part")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    """Run the accuracy matrix, then the timing, and print the tables and verdicts."""
+    args = arguments()
     windows = [int(w) for w in args.windows.split(",")]
     reps = [int(r) for r in args.reps.split(",")]
     none_reps = [int(r) for r in args.none_reps.split(",")]
+    extra = [int(r) for r in args.extra_none.split(",")]
     if args.quick:
-        windows, reps, none_reps = [1000, 10000], [2, 2], [4, 4]
+        reps, none_reps = [2] * len(windows), [10] * len(windows)
+        extra = [0] * len(windows)
     reps_by = dict(zip(windows, reps, strict=True))
     none_by = dict(zip(windows, none_reps, strict=True))
+    extra_by = dict(zip(windows, extra, strict=True))
     peers = [p for p in args.peers.split(",") if p]
     began = time.monotonic()
     for peer in peers:
         ensure_venv(peer)
+    print(f"command: {' '.join(sys.argv)}\nmachine: {os.cpu_count()} cores")
     if args.timing_only:
-        print(f"command: {' '.join(sys.argv)}\nmachine: {os.cpu_count()} cores")
-        timing(Ours.fit(generate(reference())), peers, {}, args.timing_loops)
+        frame = generate(reference())
+        alone = timing(Ours.fit(frame), Textbook.fit(frame), peers, windows, args.timing_loops)
+        print_timing(alone, {})
         return 0
     specs = plan(windows, reps_by, none_by)
-    print(f"command: {' '.join(sys.argv)}")
-    print(f"machine: {os.cpu_count()} cores; {len(specs)} windows; reference 20,000 rows x 20")
+    print(f"{len(specs)} windows; reference {REFERENCE_ROWS:,} rows x 20 features + prediction")
     print(
         "windows per shift cell / no-shift: "
         + ", ".join(f"{w:,}: {reps_by[w]}/{none_by[w]}" for w in windows)
     )
-    running = []
-    for peer in peers:
-        shards = max(1, args.shards) if peer == "evidently" else 1
-        for i in range(shards):
-            job = {"specs": [fields(s) for s in specs[i::shards]]}
-            running.append((peer, *launch(peer, f"{peer}-{i}", job)))
-    try:
-        ours, results, digests = run_ours(specs)
-    except BaseException:
-        for _, process, _ in running:
-            process.kill()
-        raise
-    peer_info: dict[str, dict[str, Any]] = {}
-    seconds: dict[tuple[str, int], list[float]] = {}
-    for peer, process, out in running:
-        info = collect(process, out)
-        peer_info.setdefault(peer, info)
-        results.setdefault(peer, [])
-        for row in info["results"]:
-            if digests[tuple(row["spec"])] != row["digest"]:
-                raise SystemExit(f"{peer} saw other data for {row['spec']}")
-            spec = StreamSpec(*row["spec"])
-            results[peer].append((spec, frozenset(row["flagged"])))
-            seconds.setdefault((peer, spec.rows), []).append(row["seconds"])
+    more = extra_none(windows, none_by, extra_by)
+    print(f"and {len(more)} more no-shift windows for ours and the textbook test only")
+    ours, textbook, results, info, seconds = accuracy(specs, more, peers, args.shards)
     accuracy_s = time.monotonic() - began
-    for rows in windows:
-        print_detection(results, rows)
-    table = print_summary(results, windows)
-    print_recall_by_kind(results, windows)
-    speed = {} if args.no_timing else timing(ours, peers, seconds, args.timing_loops)
-    print_targets(table, results, CONFIGS[0][0], peers, speed)
-    print(
-        f"\nversions: numpy {np.__version__}, pandas {pd.__version__} (ours); "
-        + "; ".join(f"{p} {i['version']} (pandas {i['pandas']})" for p, i in peer_info.items())
-    )
-    for peer, info in peer_info.items():
-        print(f"{peer} methods: {'; '.join(sorted(set(map(str, info['methods'].values()))))}")
-        for chunk, limits in info.get("thresholds", {}).items():
-            values = sorted(limits.values())
-            print(
-                f"{peer} thresholds (reference chunks of {chunk} rows): "
-                f"{values[0]:.4f}-{values[-1]:.4f}, median {median(values):.4f}"
-            )
+    print_report(results, windows)
+    found: Timing | None = None
+    if not args.no_timing:
+        found = timing(ours, textbook, peers, windows, args.timing_loops)
+        print_timing(found, seconds)
+    print_targets(results, windows, found)
+    print_versions(info)
     total = time.monotonic() - began
     print(f"runtime: accuracy part {accuracy_s / 60:.1f} min, total {total / 60:.1f} min")
     (WORK / "results.json").write_text(
-        json.dumps({m: [[*fields(s), sorted(f)] for s, f in o] for m, o in results.items()})
+        json.dumps({m: [[*fields(s), f] for s, f in o] for m, o in results.items()})
     )
     return 0
 
 
-def timing(
-    ours: Ours,
-    peers: list[str],
-    seconds: dict[tuple[str, int], list[float]],
-    loops: int,
-) -> dict[str, float]:
-    """Decide 20 features on one 100k-row window, each side alone on the machine."""
-    window = generate(TIMING)
-    counts = ours.counts(window)
-    decide = [ours.time_decision(counts, "psi", 0.2, 1000) for _ in range(loops)]
-    binning = ours.time_binning(window, loops)
-    print(f"\n## Time to decide 20 features x {TIMING.rows:,} rows (median of {loops} runs)")
+def print_versions(info: dict[str, Any]) -> None:
+    """Versions, and what the peers' defaults picked."""
     print(
-        "load average before timing (1/5/15 min): " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        f"\nversions: numpy {np.__version__}, pandas {pd.__version__} (ours, textbook); "
+        + "; ".join(f"{p} {i['version']} (pandas {i['pandas']})" for p, i in info.items())
     )
-    print(f"ours psi, scoring from bin counts: {median(decide) * 1e3:10.3f} ms")
-    print(f"ours, binning the raw window:      {binning * 1e3:10.1f} ms (serving, in batches)")
-    speed = {}
-    for peer in peers:
-        result = collect(
-            *launch(
-                peer,
-                f"{peer}-timing",
-                {"specs": [], "timing": {"spec": fields(TIMING), "loops": loops}},
+    for peer, result in info.items():
+        print(f"{peer} methods: {'; '.join(sorted(set(map(str, result['methods'].values()))))}")
+        for chunk, limits in result.get("thresholds", {}).items():
+            values = sorted(limits.values())
+            print(
+                f"{peer} thresholds (reference chunks of {chunk} rows): "
+                f"{values[0]:.4f}-{values[-1]:.4f}, median {values[len(values) // 2]:.4f}"
             )
-        )
-        if result["timing_digest"] != digest(window):
-            raise SystemExit(f"{peer} timed other data")
-        theirs = median(result["timing"])
-        speed[peer] = theirs / median(decide)
-        fit = result["fit_s"]
-        fit_text = (
-            ", ".join(f"{k} {v:.2f} s" for k, v in fit.items())
-            if isinstance(fit, dict)
-            else f"{fit:.2f} s"
-        )
-        print(
-            f"{peer + ' run/calculate:':35}{theirs * 1e3:10.1f} ms "
-            f"({min(result['timing']) * 1e3:.0f}-{max(result['timing']) * 1e3:.0f}); "
-            f"import {result['import_s']:.1f} s, fit/reference {fit_text}; "
-            f"ours {speed[peer]:,.0f}x faster from counts, "
-            f"{theirs / (median(decide) + binning):,.1f}x counting our binning"
-        )
-        under_load = ", ".join(
-            f"{rows:,}: {median(v):.2f} s" for (p, rows), v in sorted(seconds.items()) if p == peer
-        )
-        if under_load:
-            print(f"{'':35}per-window medians in the accuracy part (parallel load): {under_load}")
-    return speed
 
 
 if __name__ == "__main__":

@@ -166,10 +166,10 @@ def test_defaults_come_from_the_schema(k: Kubectl) -> None:
         "enabled": True,
         "method": "psi",
         "decision": "Calibrated",
-        "alpha": 0.05,
+        "alpha": 0.02,
         "minEffect": 0.01,
         "threshold": 0.2,
-        "maxNewValueShare": 0.005,
+        "maxNewValueShare": 0.001,
         "minDriftedFeatures": 1,
     }
     assert spec["metricsSource"] == {"type": "Pods"}

@@ -21,7 +21,9 @@ POSITIONS = [float(x) for x in range(12)]
 
 
 def numeric(counts: Array) -> FeatureBaseline:
-    return FeatureBaseline("x", counts.astype(np.float64), POSITIONS, 3.0, NEW_SLOTS, NULL_SLOT)
+    return FeatureBaseline(
+        "x", counts.astype(np.float64), POSITIONS, 3.0, NEW_SLOTS, NULL_SLOT, 2.0, True
+    )
 
 
 def categorical(counts: Array) -> FeatureBaseline:
@@ -188,7 +190,10 @@ def test_wasserstein_leaves_missing_values_out_and_is_bootstrapped() -> None:
     shifted = rng.multinomial(5_000, normal_slots(shift=1 / 3))
     moved = judge(baseline, shifted, DriftRule(method="wasserstein"), tests=20)
     assert moved is not None
-    assert moved.reason == "Shift"
+    # Its overflow rises too (NewValues fires first); the shift check holds on its own.
+    assert moved.drifted
+    assert moved.score > moved.critical
+    assert moved.effect >= DriftRule().min_effect
 
 
 def test_no_values_no_verdict_and_mismatched_slots_are_refused() -> None:
@@ -228,7 +233,7 @@ def _binned_on_own_quantiles(base: Array) -> tuple[FeatureBaseline, Any]:
         position = np.where(values == edges[-1], 10, position)
         return np.append(np.bincount(position, minlength=12), 0).astype(np.float64)
 
-    baseline = FeatureBaseline("x", count(base), POSITIONS, 1.0, NEW_SLOTS, NULL_SLOT, 2.0)
+    baseline = FeatureBaseline("x", count(base), POSITIONS, 1.0, NEW_SLOTS, NULL_SLOT, 2.0, True)
     return baseline, count
 
 
@@ -267,3 +272,42 @@ def test_a_long_tailed_category_whose_values_are_mostly_new_is_not_drift() -> No
     verdict = judge(baseline, window, DriftRule(), tests=1)
     assert verdict is not None
     assert verdict.reason != "NewValues"
+
+
+@pytest.mark.parametrize(("n", "least"), [(5_000, 16), (50_000, 20)])
+def test_a_stretched_tail_is_found_as_values_beyond_the_range(n: int, least: int) -> None:
+    # The top 5 % of a normal feature twice as far from its 95th percentile: inside the decile
+    # bins nothing moves enough, but about 0.15-0.3 % of the rows land above the training
+    # maximum, over the 0.1 % bound (bench/drift's `tail x2`, which a 0.5 % bound missed).
+    rng = np.random.default_rng(n + 1)
+    baseline, count = _binned_on_own_quantiles(rng.normal(size=20_000))
+    start = 1.6448536269514722
+    found = 0
+    for _ in range(20):
+        values = rng.normal(size=n)
+        stretched = np.where(values > start, start + (values - start) * 2, values)
+        verdict = judge(baseline, count(stretched), DriftRule(), tests=21)
+        assert verdict is not None
+        assert verdict.reason in ("NewValues", None)
+        assert verdict.new_share < 0.006
+        found += verdict.reason == "NewValues"
+    assert found >= least, f"{found} of 20 windows of {n:,} rows"
+    quiet = judge(baseline, count(rng.normal(size=n)), DriftRule(), tests=21)
+    assert quiet is not None
+    assert not quiet.drifted
+
+
+def test_each_side_beyond_the_range_is_tested_exactly() -> None:
+    # Overflow alone: 7 of 5,000 window values above a 20,000-row baseline's maximum. Without
+    # drift that has probability at most (5,000 / 25,000)^7 = 1.3e-5 on one side (2.6e-5 for
+    # either): an alarm at alpha 0.02 over 21 features. Lumping both sides with a floor of 2
+    # baseline values (the old test) gave 2e-4 and no alarm.
+    baseline = numeric(np.round(DECILES * 20_000))
+    window = np.array([0, *([500] * 9), 493, 7, 0], dtype=np.float64)
+    verdict = judge(baseline, window, DriftRule(), tests=21)
+    assert verdict is not None
+    assert verdict.reason == "NewValues"
+    half = np.array([0, *([500] * 9), 497, 3, 0], dtype=np.float64)
+    quiet = judge(baseline, half, DriftRule(), tests=21)
+    assert quiet is not None
+    assert quiet.reason is None, "3 of 5,000 (0.06 %): under the bound"

@@ -211,7 +211,7 @@ def test_the_training_distribution_does_not_drift_and_a_shift_does() -> None:
     assert shifted.trigger is not None
     assert shifted.trigger.reason == "DataDrift"
     assert shifted.trigger.message.startswith(
-        "1 of 3 features drifted (psi calibrated at alpha 0.05): x "
+        "1 of 3 features drifted (psi calibrated at alpha 0.02): x "
     )
     (x, *_) = shifted.evaluation.features or []
     assert x.drifted

@@ -152,7 +152,7 @@ class DriftTest(ApiModel):
     poor) at significance `alpha`, and the change is at least `minEffect`. `Threshold`: drift
     when the statistic exceeds the fixed `threshold`, whatever the sizes."""
 
-    alpha: Alpha = 0.05
+    alpha: Alpha = 0.02
     """`Calibrated`: the chance of a false alarm per evaluation, split (Bonferroni) over the
     features and checks judged. Above 0, at most 0.5."""
 
@@ -165,7 +165,7 @@ class DriftTest(ApiModel):
     """`Threshold` only: the fixed score above which a distribution drifts. 0.2 suits PSI;
     about 0.1 Jensen-Shannon and Wasserstein; below 1 for jensenshannon and linf."""
 
-    max_new_value_share: Share = 0.005
+    max_new_value_share: Share = 0.001
     """Drift when the share of missing values, or of values the baseline never had (new
     categories, numeric values below or above its range), rises by more than this (and more
     than chance explains), under either decision."""

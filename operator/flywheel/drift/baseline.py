@@ -44,6 +44,11 @@ class FeatureBaseline:
     probability 2 / (m + 1), as if the baseline held 2 values there; a categorical feature's
     unseen values are, by Good-Turing, as frequent as its values seen once (at most the
     singletons among the top categories plus the other values), at least 1."""
+    beyond_range: bool = False
+    """The never-seen slots hold values below the baseline's own minimum and above its maximum
+    (a numeric feature): under no drift, the chance that the window holds at least `x` values
+    beyond one of them is at most (n / (n + m))^x (the `x` most extreme of all n + m values,
+    which are exchangeable, all in the window), so each side is tested on its own count."""
 
 
 def numeric_baseline(name: str, feature: Document) -> FeatureBaseline | None:
@@ -56,7 +61,7 @@ def numeric_baseline(name: str, feature: Document) -> FeatureBaseline | None:
     std = float(feature["std"]) if feature.get("std") else None
     last = len(counts) - 2
     return FeatureBaseline(
-        name, np.asarray(counts, dtype=np.float64), positions, std, (0, last), last + 1, 2.0
+        name, np.asarray(counts, dtype=np.float64), positions, std, (0, last), last + 1, 2.0, True
     )
 
 
@@ -131,5 +136,5 @@ def prediction_baseline(
         regression.positions,
         regression.std,
         regression.new_slots,
-        regression.null_slot,
+        regression.null_slot,  # edges of the label, not of these counts: nothing floored
     ), "heldOutPredictions"

@@ -465,7 +465,7 @@ async def test_drift_on_two_features_held_for_two_evaluations_creates_one_run() 
     top = max(scores.values())
     assert float(labels["flywheel.dev/retrain-score"]) == round(top, 4)
     assert run["metadata"]["annotations"]["flywheel.dev/retrain-message"].startswith(
-        "2 of 4 features drifted (psi calibrated at alpha 0.05): "
+        "2 of 4 features drifted (psi calibrated at alpha 0.02): "
     )
     owner = run["metadata"]["ownerReferences"]
     assert owner == [
