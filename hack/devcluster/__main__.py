@@ -21,11 +21,17 @@ def _cluster(directory: Path, build: bool, with_node: bool) -> Cluster:
 
 
 def cmd_up(cluster: Cluster) -> int:
-    """Start the cluster or reuse a running one."""
+    """Start the cluster or reuse a running one (restarting only its dead components)."""
     started = time.monotonic()
-    reused = all(cluster.running().values())
+    before = cluster.running()
     cluster.up()
-    verb = "reused" if reused else f"started in {time.monotonic() - started:.1f}s"
+    dead = [name for name, alive in before.items() if not alive]
+    if not dead:
+        verb = "reused"
+    elif len(dead) < len(before):
+        verb = f"reused, restarted {', '.join(dead)} in {time.monotonic() - started:.1f}s"
+    else:
+        verb = f"started in {time.monotonic() - started:.1f}s"
     print(f"cluster {verb}: {cluster.directory}", file=sys.stderr)
     print(
         f'eval "$(make -s cluster-env)"   # or: export KUBECONFIG={cluster.kubeconfig}',

@@ -1,26 +1,30 @@
 """The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
-`up()` starts what is not running (a healthy cluster is reused), waits until the API server is
-ready, the controller manager has created the `default` ServiceAccount and the scheduler is
-healthy, and records pids and ports in `state.json`; `down()` stops everything. All state lives
-in one directory: `pki/`, `etcd/`, `logs/`, the kubeconfigs and `state.json`. Everything listens
-on 127.0.0.1 only.
+`up()` starts a cluster in a slot (pod network index and ports) claimed host-wide
+(`devcluster.claims`), waits until the API server is ready, the controller manager has created
+the `default` ServiceAccount and the scheduler is healthy, and records pids and ports in
+`state.json`. On a cluster that runs, it waits for the live components and restarts only dead
+ones. `down()` stops the processes `state.json` records and removes the pod network and claim
+that are this cluster's. All state lives in one directory: `pki/`, `etcd/`, `logs/`, the
+kubeconfigs and `state.json`. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from devcluster import pki, processes
+from devcluster import claims, pki, processes
 from devcluster.binaries import Binaries
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.node import network
@@ -28,6 +32,7 @@ from devcluster.node import network
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE = "flywheel-node"
 COMPONENTS = (*CONTROL_PLANE, NODE)
+PORT_NAMES = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
 SERVICE_CIDR = "10.96.0.0/16"
 READY_TIMEOUT = 90.0
 
@@ -98,7 +103,10 @@ class Cluster:
         return State(**json.loads(path.read_text()))
 
     def _save_state(self, state: State) -> None:
-        (self.directory / "state.json").write_text(json.dumps(asdict(state), indent=2))
+        # Atomically: other clusters' `up` read it to tell a live claim from a stale one.
+        scratch = self.directory / "state.json.tmp"
+        scratch.write_text(json.dumps(asdict(state), indent=2))
+        scratch.replace(self.directory / "state.json")
 
     def running(self, state: State | None = None) -> dict[str, bool]:
         """Which recorded components are alive."""
@@ -110,30 +118,48 @@ class Cluster:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def up(self) -> State:
-        """Start the cluster, or reuse it when every component is alive and the API is ready."""
-        state = self.load_state()
-        if all(self.running(state).values()) and self._api_ready(state):
-            return state
-        if self.with_node and os.geteuid() != 0:
-            raise ClusterError(
-                "the local node needs root (network namespaces, mounts); "
-                "run as root, or start the control plane only (--no-node)"
-            )
-        self.down(keep_data=True)
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up` or `down` at a time on this directory (two `make cluster-up`s at once)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def up(self) -> State:
+        """Start the cluster, or reuse it: when its state file records a live process, wait
+        for the live components and restart only the dead ones (never stopping one)."""
+        with self._exclusive():
+            return self._up()
+
+    def _up(self) -> State:
+        state = self.load_state()
+        if any(
+            processes.alive(pid, self.binary(name))
+            for name, pid in state.pids.items()
+            if name in COMPONENTS
+        ):
+            return self._reuse(state)
+        self._require_root()
+        self._down(keep_data=True)  # nothing of it runs: clear what a crash left
+        registry = claims.Registry()
+        with registry.locked():  # concurrent `up`s get distinct slots and ports
+            try:
+                claim = registry.claim(
+                    self.directory,
+                    PORT_NAMES,
+                    wanted_index=state.network_index if state.ports else None,
+                    wanted_ports=state.ports,
+                    slot_free=lambda i: not network.bridge_exists(network.PodNetwork(i)),
+                )
+            except claims.ClaimError as error:
+                raise ClusterError(str(error)) from error
         state = State(
-            ports=self._ports(state),
-            bin_dir=str(self.binaries.bin_dir),
-            network_index=network.free_index() if self.with_node else 0,
+            ports=claim.ports, bin_dir=str(self.binaries.bin_dir), network_index=claim.index
         )
         self._ensure_pki_and_kubeconfigs(state)
         for name in self.components:
-            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-            state.pids[name] = processes.spawn(
-                self._argv(name, state), self.logs / f"{name}.log", env=env
-            )
-            self._save_state(state)
+            self._spawn(name, state)
             if name == NODE:
                 self._wait_default_service_account(state)
             self._wait_started(name, state)
@@ -141,22 +167,59 @@ class Cluster:
             self._wait_default_service_account(state)
         return state
 
+    def _reuse(self, state: State) -> State:
+        """Wait (READY_TIMEOUT per component) until each live component is healthy; start the
+        dead ones again on their recorded ports. A slow probe never stops anything."""
+        registry = claims.Registry()
+        with registry.locked():
+            registry.adopt(self.directory, state.network_index, state.ports)
+        for name in self.components:
+            if not processes.alive(state.pids.get(name, 0), self.binary(name)):
+                if name == NODE:
+                    self._require_root()
+                self._spawn(name, state)
+            self._wait_started(name, state)
+        self._wait_default_service_account(state)
+        return state
+
+    def _require_root(self) -> None:
+        if self.with_node and os.geteuid() != 0:
+            raise ClusterError(
+                "the local node needs root (network namespaces, mounts); "
+                "run as root, or start the control plane only (--no-node)"
+            )
+
     def down(self, *, keep_data: bool = False) -> None:
-        """Stop every component (reverse order); drop etcd data unless `keep_data`."""
+        """Stop the processes `state.json` records (reverse order; the node agent stops its
+        pods), then remove the pod network and the claim it records, if this cluster holds
+        them; drop etcd data unless `keep_data`. No other process is touched."""
+        if not self.directory.exists():  # nothing runs from it; a claim may remain
+            registry = claims.Registry()
+            with registry.locked():
+                registry.release(self.directory)
+            return
+        with self._exclusive():
+            self._down(keep_data=keep_data)
+
+    def _down(self, *, keep_data: bool) -> None:
         state = self.load_state()
         for name in reversed(COMPONENTS):
             if name in state.pids:
                 # The node agent stops its pods first; give it their grace periods.
                 timeout = 60.0 if name == NODE else 15.0
                 processes.stop(state.pids[name], self.binary(name), timeout=timeout)
-        for pid in processes.mentioning(str(self.directory)):
-            processes.stop(pid, processes.cmdline(pid)[0] if processes.cmdline(pid) else "")
-        if NODE in state.pids:
-            # A node agent that died (kill -9) leaves namespaces and the bridge behind.
-            plan = network.PodNetwork(state.network_index)
-            for netns in network.leftover_namespaces(plan):
-                network.delete_pod_network(netns)
-            network.remove_bridge(plan)
+        registry = claims.Registry()
+        with registry.locked():  # no `up` claims the slot while its network is removed
+            holder = registry.read(state.network_index)
+            ours = holder is None or holder.directory == str(self.directory)
+            if NODE in state.pids and ours:
+                # A node agent that died (kill -9) leaves its pods, their namespaces and the
+                # bridge behind: the processes inside this network's pod namespaces go.
+                plan = network.PodNetwork(state.network_index)
+                network.remove_pod_namespaces(plan)
+                network.remove_bridge(plan)
+            registry.release(self.directory)
+        if NODE in state.pids and ours:
             subprocess.run(["rm", "-rf", str(self.directory / "node" / "pods")], check=True)
         processes.reap_children(list(state.pids.values()))
         (self.directory / "state.json").unlink(missing_ok=True)
@@ -174,25 +237,18 @@ class Cluster:
     def start_component(self, name: str) -> None:
         """Start one stopped component again, on its recorded ports, and wait until healthy."""
         state = self.load_state()
+        self._spawn(name, state)
+        self._wait_started(name, state)
+
+    def _spawn(self, name: str, state: State) -> None:
+        """Start one component with the recorded ports and record its pid."""
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         state.pids[name] = processes.spawn(
             self._argv(name, state), self.logs / f"{name}.log", env=env
         )
         self._save_state(state)
-        self._wait_started(name, state)
 
     # --- wiring ----------------------------------------------------------------------------
-
-    def _ports(self, previous: State) -> dict[str, int]:
-        """Reuse the previous ports when free (kubeconfigs stay valid), else pick new ones."""
-        names = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
-        ports: dict[str, int] = {}
-        for name in names:
-            wanted = previous.ports.get(name)
-            ports[name] = (
-                wanted if wanted and _port_free(wanted) else _free_port(set(ports.values()))
-            )
-        return ports
 
     def _ensure_pki_and_kubeconfigs(self, state: State) -> None:
         ca = pki.ensure_ca(self.pki)
@@ -383,21 +439,3 @@ def _get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(taken: set[int]) -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in taken:
-            return port

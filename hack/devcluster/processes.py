@@ -1,8 +1,8 @@
 """Start, find and stop the cluster's daemon processes.
 
 Processes run in their own session (they outlive `make cluster-up`) with output in a log file.
-Stopping sends SIGTERM, waits, then SIGKILLs; a final sweep kills anything whose command line
-still mentions the cluster directory, so `cluster-down` leaves no process behind.
+Stopping sends SIGTERM, waits, then SIGKILLs, and only ever a pid the caller recorded whose
+command line still starts with the binary it started (a reused pid is left alone).
 """
 
 from __future__ import annotations
@@ -45,6 +45,17 @@ def cmdline(pid: int) -> list[str]:
     if _is_zombie(pid):
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def start_time(pid: int) -> str:
+    """When a process started (clock ticks since boot, as /proc says), "" when it is gone: with
+    the pid, it names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return "" if fields[0] == "Z" else fields[19]
 
 
 def _is_zombie(pid: int) -> bool:
@@ -105,7 +116,8 @@ def reap_children(pids: list[int], timeout: float = 10.0) -> None:
 
 
 def mentioning(text: str) -> Iterator[int]:
-    """Pids of processes whose command line contains `text`."""
+    """Pids of processes whose command line contains `text` (for checks: nothing is stopped by
+    what its command line mentions)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue

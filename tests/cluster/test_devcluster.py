@@ -1,17 +1,28 @@
-"""The local cluster's own lifecycle: idempotent up, reachable API, down leaves nothing."""
+"""The local cluster's own lifecycle: idempotent up, reachable API, down leaves nothing; reuse
+that never stops a live component; distinct slots for concurrent `up`s."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
+from devcluster import claims
 from devcluster.binaries import ensure_binaries
-from devcluster.controlplane import COMPONENTS, Cluster
+from devcluster.controlplane import COMPONENTS, NODE, Cluster
 from devcluster.node import network
 from devcluster.node.network import PodNetwork
-from devcluster.processes import mentioning
+from devcluster.processes import alive, cmdline, mentioning
+from tests.support.clusters import own_cluster
 from tests.support.examples import ROOT
+from tests.support.kube import Kubectl
 
 
 def _devcluster(*args: str) -> subprocess.CompletedProcess[str]:
@@ -96,3 +107,185 @@ def _run_a_pod(kubectl: str, kubeconfig: Path) -> None:
         check=True,
         capture_output=True,
     )
+
+
+SLEEPERS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleepers}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: sleepers}}
+  template:
+    metadata: {labels: {app: sleepers}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: python:3.11
+        command: [python, -c, "import time; time.sleep(3600)"]
+        livenessProbe:
+          exec: {command: ["true"]}
+          periodSeconds: 2
+          timeoutSeconds: 10
+          failureThreshold: 3
+"""
+
+
+def _pods(kubectl: Kubectl) -> dict[str, tuple[str, int]]:
+    """uid -> (phase, restart count) of the sleepers."""
+    items = kubectl.json("get", "pods", "-l", "app=sleepers")["items"]
+    return {
+        p["metadata"]["uid"]: (
+            p["status"].get("phase", ""),
+            sum(c["restartCount"] for c in p["status"].get("containerStatuses", [])),
+        )
+        for p in items
+    }
+
+
+@pytest.mark.slow
+def test_up_against_a_stalled_api_server_keeps_every_pod_running(tmp_path: Path) -> None:
+    with own_cluster(tmp_path / "cluster", crds=False) as (cluster, kubectl):
+        kubectl.apply(SLEEPERS)
+        kubectl("rollout", "status", "deployment/sleepers", "--timeout=90s")
+        pods = _pods(kubectl)
+        state = cluster.load_state()
+        apiserver = state.pids["kube-apiserver"]
+        os.kill(apiserver, signal.SIGSTOP)
+        resume = threading.Timer(10, os.kill, (apiserver, signal.SIGCONT))
+        resume.start()
+        started = time.monotonic()
+        try:
+            cluster.up()  # a second `make cluster-up` on a busy machine
+        finally:
+            resume.join()
+            os.kill(apiserver, signal.SIGCONT)
+        assert time.monotonic() - started >= 8, "up() waited for the stalled API server"
+        assert cluster.load_state().pids == state.pids, "no component was restarted"
+        assert _pods(kubectl) == pods, "same pods, no container restarted"
+        assert set(pods.values()) == {("Running", 0)}
+
+
+@pytest.mark.slow
+def test_down_stops_what_its_state_records_and_spares_what_mentions_the_directory(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "cluster"
+    # Like the caller's own `make demo --cluster-dir <dir>`, which an old sweep killed.
+    bystander = subprocess.Popen(
+        ["bash", "-c", f'exec -a "make demo --cluster-dir {directory}" sleep 300']
+    )
+    try:
+        with own_cluster(directory, crds=False) as (cluster, kubectl):
+            kubectl.apply(SLEEPERS)
+            kubectl("rollout", "status", "deployment/sleepers", "--timeout=90s")
+            plan = PodNetwork(cluster.load_state().network_index)
+            namespaces = network.leftover_namespaces(plan)
+            in_pods = [pid for ns in namespaces for pid in network.pids_in_namespace(ns)]
+            assert in_pods, "the pods' processes live in their network namespaces"
+            # A node agent killed outright leaves its pods running: down() stops them (they
+            # are inside this cluster's pod namespaces) and only them.
+            agent = cluster.load_state().pids[NODE]
+            os.kill(agent, signal.SIGKILL)
+            assert str(directory) in " ".join(cmdline(bystander.pid))
+        assert bystander.poll() is None, "down() left the process that mentions the directory"
+        assert not [p for p in in_pods if cmdline(p)], "the pods' processes are gone"
+        assert network.leftover_namespaces(plan) == []
+        assert not network.bridge_exists(plan)
+        assert not alive(agent, sys.executable)
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.slow
+def test_two_clusters_started_at_the_same_moment_both_come_up_apart(tmp_path: Path) -> None:
+    binaries = ensure_binaries()
+    clusters = [Cluster(tmp_path / f"c{i}", binaries) for i in range(2)]
+    barrier = threading.Barrier(len(clusters))
+    errors: list[BaseException] = []
+
+    def up(cluster: Cluster) -> None:
+        barrier.wait()
+        try:
+            cluster.up()
+        except BaseException as error:  # reported by the test, not as a thread warning
+            errors.append(error)
+
+    threads = [threading.Thread(target=up, args=(c,)) for c in clusters]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert not errors, errors
+        first, second = (c.load_state() for c in clusters)
+        assert first.network_index != second.network_index
+        assert not set(first.ports.values()) & set(second.ports.values())
+        for cluster, state in zip(clusters, (first, second), strict=True):
+            assert _readyz(cluster) == "ok"
+            assert network.bridge_exists(PodNetwork(state.network_index))
+            owner = claims.Registry().owner(state.network_index)
+            assert owner == str(cluster.directory)
+
+        clusters[0].down()
+        assert _readyz(clusters[1]) == "ok", "down() of one leaves the other running"
+        assert network.bridge_exists(PodNetwork(second.network_index))
+        assert not network.bridge_exists(PodNetwork(first.network_index))
+        assert claims.Registry().owner(first.network_index) is None
+        assert all(clusters[1].running().values())
+    finally:
+        for cluster in clusters:
+            cluster.down()
+
+
+def _readyz(cluster: Cluster) -> str:
+    kubectl = Kubectl(cluster.binaries.path("kubectl"), cluster.kubeconfig)
+    return kubectl("get", "--raw", "/readyz").strip()
+
+
+# Claims without a cluster: the registry's own rules, in a scratch claims directory.
+
+
+def test_concurrent_claims_get_distinct_slots_and_ports(tmp_path: Path) -> None:
+    names = ("etcd-client", "apiserver")
+    got: dict[int, claims.Claim] = {}
+    barrier = threading.Barrier(6)
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        registry = claims.Registry(tmp_path)
+        with registry.locked():
+            got[n] = registry.claim(tmp_path / f"cluster-{n}", names)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(c.index for c in got.values()) == list(range(6))
+    ports = [port for c in got.values() for port in c.ports.values()]
+    assert len(set(ports)) == len(ports)
+    assert all(claims.PORT_BASE <= port < claims.ephemeral_low() for port in ports)
+
+
+def test_a_stale_claim_is_taken_over_and_release_removes_only_its_own(tmp_path: Path) -> None:
+    registry = claims.Registry(tmp_path)
+    owner = tmp_path / "running"
+    owner.mkdir()
+    (owner / "state.json").write_text(
+        json.dumps({"pids": {"etcd": os.getpid()}, "network_index": 1})
+    )
+    with registry.locked():
+        (tmp_path / "claims" / "0.json").write_text(
+            json.dumps({"index": 0, "directory": str(tmp_path / "crashed"), "claimer": 2**22})
+        )
+        (tmp_path / "claims" / "1.json").write_text(
+            json.dumps({"index": 1, "directory": str(owner), "claimer": 2**22})
+        )
+        mine = registry.claim(tmp_path / "new", ("api",), wanted_index=1)
+        assert mine.index == 0, "slot 1 is live (its state records a live process); 0 is stale"
+        assert registry.release(tmp_path / "other") == []
+        assert registry.release(tmp_path / "new") == [0]
+    assert registry.owner(1) == str(owner)

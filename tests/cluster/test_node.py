@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
 import yaml
 
+from devcluster.node.api import ApiError
+from devcluster.node.status_writer import StatusWriter, persist
 from tests.support.kube import Kubectl, eventually
 
 PYTHON = "python:3.11"  # recorded, not pulled: the node runs the project's environment
@@ -35,7 +45,11 @@ def _job(name: str, code: str, *, backoff: int = 0) -> dict[str, Any]:
 
 
 def _job_condition(k: Kubectl, name: str) -> dict[str, Any] | None:
-    job = k.json("get", "job", name)
+    return _ended(k.json("get", "job", name))
+
+
+def _ended(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The Job's Complete or Failed condition once it ended."""
     for condition in job.get("status", {}).get("conditions", []):
         if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
             return dict(condition)
@@ -370,3 +384,115 @@ def test_a_volume_over_the_checkout_does_not_hide_the_environment(k: Kubectl) ->
 
     status = eventually(finished, timeout=60, what="the pod to finish")
     assert status["phase"] == "Succeeded", status["containerStatuses"][0]["state"]
+
+
+@contextmanager
+def _cpu_hog(processes: int = 2) -> Iterator[None]:
+    """Busy loops on every core of this 2-core machine for the duration."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@pytest.mark.slow
+def test_a_hundred_short_jobs_under_a_cpu_hog_all_complete_with_their_results(k: Kubectl) -> None:
+    """Every pod's exit reaches the API server although the machine is saturated (issue 22:
+    under load a failed status write used to end a pod's status updates for good)."""
+    count = 100
+    jobs = [
+        _job(f"short-{i}", f"open('/dev/termination-log', 'w').write('result {i}'); print({i})")
+        for i in range(count)
+    ]
+    with _cpu_hog():
+        k.apply({"apiVersion": "v1", "kind": "List", "items": jobs})
+
+        def finished() -> list[dict[str, Any]] | None:
+            items = k.json("get", "jobs")["items"]
+            ended = [(_ended(j) or {}).get("type") for j in items]
+            failed = [j["status"] for j, end in zip(items, ended, strict=True) if end == "Failed"]
+            assert not failed, f"Jobs failed: {failed}"
+            done = ended.count("Complete")
+            return items if done == count else None
+
+        eventually(finished, timeout=600, what=f"{count} Jobs to complete")
+    pods = k.json("get", "pods", "-l", "job-name")["items"]
+    results = {}
+    for pod in pods:
+        assert pod["status"]["phase"] == "Succeeded", pod["status"]
+        terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert terminated["exitCode"] == 0
+        results[pod["metadata"]["labels"]["job-name"]] = terminated["message"]
+    assert results == {f"short-{i}": f"result {i}" for i in range(count)}
+
+
+# The status writer against a fake API: the real client's non-ApiError failures under load (a
+# timeout, a dropped connection) cannot be produced on demand against the real API server.
+
+
+async def test_the_status_writer_retries_any_failure_until_the_latest_status_is_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    faults: list[Exception] = [
+        aiohttp.ServerDisconnectedError(),
+        TimeoutError(),
+        ConnectionResetError("reset by peer"),
+        ApiError(500, "etcdserver: request timed out"),
+        ValueError("Expecting value: line 1 column 1"),
+    ]
+    current = {"phase": "Running"}
+    written: list[str] = []
+
+    async def write() -> None:
+        if faults:
+            raise faults.pop(0)
+        written.append(current["phase"])
+
+    writer = StatusWriter(write, "pod t/p", first_retry=0.01, max_retry=0.04, pace=0.0)
+    writer.start()
+    writer.mark()
+    await asyncio.sleep(0.02)
+    current["phase"] = "Succeeded"  # changed while the writes keep failing
+    with caplog.at_level(logging.WARNING):
+        assert await asyncio.wait_for(writer.flush(), 10)
+    await writer.stop()
+    assert written[-1] == "Succeeded", "the latest status is what gets written"
+    assert writer.failures == 5
+    for name in ("ServerDisconnectedError", "TimeoutError", "ConnectionResetError", "500"):
+        assert name in caplog.text
+
+
+async def test_the_status_writer_ends_only_when_the_pod_is_gone() -> None:
+    calls = 0
+
+    async def write() -> None:
+        nonlocal calls
+        calls += 1
+        raise ApiError(404, "pods not found") if calls > 2 else OSError("connection refused")
+
+    writer = StatusWriter(write, "pod t/gone", first_retry=0.01, max_retry=0.02, pace=0.0)
+    writer.start()
+    assert await asyncio.wait_for(writer.flush(), 10) is False
+    assert writer.gone
+    assert calls == 3
+    await writer.stop()
+
+
+async def test_a_final_call_is_retried_until_it_succeeds_or_the_object_is_gone() -> None:
+    outcomes: list[Exception | None] = [aiohttp.ClientPayloadError("cut"), TimeoutError(), None]
+
+    async def delete() -> str:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "deleted"
+
+    assert await persist(delete, "delete pod", first_retry=0.01) == "deleted"
+
+    async def replaced() -> str:
+        raise ApiError(409, "Precondition failed: UID in precondition")
+
+    assert await persist(replaced, "delete pod", first_retry=0.01, final=(404, 409)) is None

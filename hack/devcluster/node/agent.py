@@ -8,7 +8,6 @@ above it - API server, scheduler, controllers, the operator - is real. Started b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -220,8 +219,10 @@ class Agent:
                         f"/api/v1/nodes/{self.node_name}/status",
                         {"status": {"conditions": ready_conditions()}},
                     )
-            except (ApiError, OSError) as error:
-                log.warning("heartbeat: %s", error)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # whatever fails, the next beat tries again
+                log.warning("heartbeat: %s: %s", type(error).__name__, error)
 
     async def _loop(
         self, resource: str, handle: Callable[[Obj], Awaitable[None]], **params: str
@@ -297,17 +298,8 @@ class Agent:
 
     def cleanup_leftovers(self) -> None:
         """Remove namespaces and pod directories left by a previous agent (crash, kill -9)."""
-        for name in network.leftover_namespaces(self.plan):
-            for pid in _pids_in_netns(name):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            network.delete_pod_network(name)
+        network.remove_pod_namespaces(self.plan)
         shutil.rmtree(self.directory / "pods", ignore_errors=True)
-
-
-def _pids_in_netns(name: str) -> list[int]:
-    result = network.ip("netns", "pids", name, check=False)
-    return [int(p) for p in result.stdout.split()]
 
 
 def _memory_kib() -> int:

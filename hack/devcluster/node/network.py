@@ -13,9 +13,13 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +66,10 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([IP, *args], capture_output=True, text=True, check=check)
 
 
-def free_index() -> int:
-    """The lowest index whose bridge does not exist on this host."""
-    for index in range(256):
-        if ip("link", "show", PodNetwork(index).bridge, check=False).returncode != 0:
-            return index
-    raise RuntimeError("no free pod network index")
+def bridge_exists(plan: PodNetwork) -> bool:
+    """Whether the bridge of a pod network exists on this host. Which cluster owns an index is
+    decided by its claim (`devcluster.claims`), not by this."""
+    return ip("link", "show", plan.bridge, check=False).returncode == 0
 
 
 def ensure_bridge(plan: PodNetwork) -> None:
@@ -88,6 +90,35 @@ def leftover_namespaces(plan: PodNetwork) -> list[str]:
     """This cluster's pod namespaces that exist on the host."""
     listing = ip("netns", "list", check=False).stdout.split("\n")
     return [line.split()[0] for line in listing if line.startswith(plan.netns_prefix)]
+
+
+def pids_in_namespace(name: str) -> list[int]:
+    """The processes whose network namespace is the named one (a pod's pause process and
+    containers: everything a pod runs lives there)."""
+    return [int(p) for p in ip("netns", "pids", name, check=False).stdout.split()]
+
+
+def remove_pod_namespaces(plan: PodNetwork) -> None:
+    """Kill every process inside this network's pod namespaces and delete the namespaces
+    (what a node agent that died by SIGKILL left behind). Nothing outside them is touched."""
+    for name in leftover_namespaces(plan):
+        pids = pids_in_namespace(name)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        delete_pod_network(name)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed pod process whose parent has not reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 class Addresses:

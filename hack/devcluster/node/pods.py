@@ -3,8 +3,9 @@
 The worker runs the init containers in order, then every container, each as a process inside the
 pod's sandbox; it restarts them by `restartPolicy` with the kubelet's back-off, drives
 readiness, liveness and startup probes, records exit codes and termination messages, and writes
-the pod's status after every change. On deletion it sends SIGTERM, waits the grace period,
-SIGKILLs, removes the sandbox and then the pod object.
+the pod's status after every change (`status_writer`: retried until written, the last state
+included). On deletion it sends SIGTERM, waits the grace period, SIGKILLs, removes the sandbox
+and then the pod object.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from devcluster.node.api import Api, ApiError
+from devcluster.node.api import Api
 from devcluster.node.env import ContainerConfigError, container_env, expand
 from devcluster.node.network import Addresses, PodNetwork
 from devcluster.node.probes import probe
 from devcluster.node.sandbox import ContainerRoot, Mount, Sandbox, SandboxError
 from devcluster.node.status import ContainerRun, now_rfc3339, pod_status
+from devcluster.node.status_writer import StatusWriter, persist
 from devcluster.node.volumes import HostVolume, prepare_volumes
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,8 @@ class PodWorker:
         self.message: str | None = None
         self.sandbox_ready = False
         self.terminating = asyncio.Event()
-        self.dirty = asyncio.Event()
+        self.status = StatusWriter(self._write_status, self.path)
+        self.dirty = self.status.dirty  # set after every change: the writer sends the status
         self.task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -103,7 +106,7 @@ class PodWorker:
             self.terminating.set()
 
     async def _main(self) -> None:
-        writer = asyncio.create_task(self._status_writer())
+        self.status.start()
         try:
             await self._run_pod()
         except asyncio.CancelledError:
@@ -115,15 +118,16 @@ class PodWorker:
             grace = self._grace_period()
             await self._stop_containers(grace)
             await self._teardown()
-            self.dirty.set()
-            await asyncio.sleep(0.2)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ApiError):
-                await writer
-            if self.terminating.is_set():
-                await self._write_status()
-                await self.ctx.api.delete(
-                    self.path, {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
+            # The last state change (the exit, the teardown) reaches the API server: the
+            # writer retries until it is written or the pod is gone.
+            await self.status.flush()
+            await self.status.stop()
+            if self.terminating.is_set() and not self.status.gone:
+                body = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
+                await persist(
+                    lambda: self.ctx.api.delete(self.path, body),
+                    f"delete {self.path}",
+                    final=(404, 409),  # gone, or another pod of that name now
                 )
 
     async def _run_pod(self) -> None:
@@ -165,6 +169,9 @@ class PodWorker:
                     "waiting": {"reason": "CreateContainerConfigError", "message": str(error)}
                 }
             self.dirty.set()
+            return False
+        except Exception as error:  # a token request failing under load: try again
+            log.warning("volumes of %s: %s: %s; retrying", self.path, type(error).__name__, error)
             return False
         return True
 
@@ -424,18 +431,6 @@ class PodWorker:
         await proc.wait()
 
     # --- status ------------------------------------------------------------------------------
-
-    async def _status_writer(self) -> None:
-        while True:
-            await self.dirty.wait()
-            self.dirty.clear()
-            try:
-                await self._write_status()
-            except ApiError as error:
-                if error.status == 404:
-                    return
-                log.warning("status of %s: %s", self.path, error)
-            await asyncio.sleep(0.1)
 
     async def _write_status(self) -> None:
         status = pod_status(
