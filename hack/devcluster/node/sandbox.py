@@ -3,10 +3,12 @@
 A `sleep infinity` process created inside `ip netns exec <ns> unshare --mount` holds the pod's
 namespaces (the "pause" process). Each container gets an overlay whose lower layer is the host
 root and whose upper layer lives in the pod directory, mounted inside the pod's mount namespace
-with `/proc`, a small `/dev`, and every volumeMount bind-mounted at its manifest path. New
-directories land in the upper layer, so nothing of a pod appears on the host's filesystem, and
-all its mounts vanish with its namespace. Containers run as `nsenter ... chroot <root> env -C
-<workingDir> <command>`, so the project's installed environment stands in for the image.
+with `/proc`, a small `/dev`, the host's state and home directories hidden (`isolation`: no
+cluster's state, no other pod's volumes, a fresh /tmp), and every volumeMount bind-mounted at its
+manifest path. New directories land in the upper layer, so nothing of a pod appears on the
+host's filesystem, and all its mounts vanish with its namespace. Containers run as `nsenter
+... chroot <root> env -C <workingDir> <command>`, so the project's installed environment stands
+in for the image.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devcluster.node import isolation
 from devcluster.node.network import PodNetwork, create_pod_network, delete_pod_network
 
 
@@ -31,6 +34,8 @@ class Mount:
     source: Path
     target: str
     read_only: bool = False
+    hide: tuple[str, ...] = ()
+    """Host directories below `source` to cover again with an empty tmpfs."""
 
 
 @dataclass
@@ -41,6 +46,7 @@ class ContainerRoot:
     upper: Path
     work: Path
     mounts: list[Mount] = field(default_factory=list)
+    layers: list[isolation.Layer] = field(default_factory=list)
 
 
 class SandboxError(Exception):
@@ -111,8 +117,10 @@ class Sandbox:
     ) -> ContainerRoot:
         """A fresh root for one run of a container."""
         base = self.directory / "containers" / name
-        mounts = [*mounts, *_shadowed_environment(mounts)]
-        root = ContainerRoot(base / "rootfs", base / "upper", base / "work", mounts)
+        # The pod directory is <node dir>/pods/<uid>.
+        layers = isolation.host_view(self.directory.parents[1], PROJECT)
+        mounts = [*mounts, *_shadowed_environment(mounts, layers)]
+        root = ContainerRoot(base / "rootfs", base / "upper", base / "work", mounts, layers)
         await self.shell(_root_script(root, read_only=read_only))
         return root
 
@@ -137,18 +145,20 @@ PROJECT = Path(__file__).resolve().parents[3]
 """The checkout whose virtualenv stands in for images (editable installs point into it)."""
 
 
-def _shadowed_environment(mounts: list[Mount]) -> list[Mount]:
+def _shadowed_environment(mounts: list[Mount], layers: list[isolation.Layer]) -> list[Mount]:
     """Bind the project and its Python back when a volume hides them.
 
     A checkout under /tmp disappears behind a pod's `/tmp` emptyDir; the image would still have
-    its interpreter, so the node mounts the environment again, read-only, on top.
+    its interpreter, so the node mounts the environment again, read-only, on top (and hides
+    again what `isolation` masks inside it, such as a `.cluster` in the checkout).
     """
     needed = {PROJECT, Path(sys.prefix), Path(sys.executable).resolve().parents[1]}
     extra = []
     for path in sorted(needed):
         text = str(path)
         if any(text == m.target or text.startswith(m.target.rstrip("/") + "/") for m in mounts):
-            extra.append(Mount(path, text, read_only=True))
+            hide = isolation.masks_under(layers, os.path.realpath(path))
+            extra.append(Mount(path, text, read_only=True, hide=hide))
     return extra
 
 
@@ -206,6 +216,7 @@ def _root_script(root: ContainerRoot, *, read_only: bool) -> str:
     ):
         lines.append(f"ln -sf {target} {q(m)}/dev/{link}")
     lines += [f"chmod o+rx {q(m + d)} 2>/dev/null || true" for d in _interpreter_dirs()]
+    lines += isolation.setup_lines(root.layers, m, str(root.upper.parent / "isolation"))
     for mount in sorted(root.mounts, key=lambda x: x.target.count("/")):
         # Create and resolve the mount point inside the root (chroot), so that symlinks such as
         # /var/run -> /run resolve in the container's tree and never touch the host's.
@@ -213,9 +224,13 @@ def _root_script(root: ContainerRoot, *, read_only: bool) -> str:
         lines += [
             f"target=$(chroot {q(m)} sh -c {q(make)} _ {q(mount.target)})",
             f'mount --bind {q(str(mount.source))} {q(m)}"$target"',
+            isolation.cover_line("target"),
         ]
         if mount.read_only:
             lines.append(f'mount -o remount,bind,ro {q(m)}"$target"')
+        host = os.path.realpath(mount.source)
+        lines += isolation.hide_lines(f'{q(m)}"$target"', host, mount.hide)
+    lines += isolation.finish_lines(root.layers, m, read_only=read_only)
     if read_only:
         lines.append(f"mount -o remount,ro {q(m)}")
     return "\n".join(lines)
