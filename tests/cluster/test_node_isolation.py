@@ -4,6 +4,9 @@ other pods' volumes (issue 22 part 5; hack/devcluster/node/isolation.py)."""
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from devcluster.node import isolation, sandbox
 from devcluster.node.isolation import MASK, RUNTIME, SCRATCH, Layer, plan
+from devcluster.node.sandbox import ContainerRoot, Mount
 from flywheel.core.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
 from tests.support.kube import Kubectl, eventually
 
@@ -336,3 +341,60 @@ def test_a_checkout_under_tmp_comes_back_and_the_root_and_missing_paths_are_neve
         Layer("/tmp/ci/repo", RUNTIME),
         Layer("/tmp/ci/repo/.cluster", MASK),
     ], "the runtime wins over a mask of the same path; / is never hidden"
+
+
+SEE = """
+import json, os, flywheel
+def look(path):
+    try:
+        if os.path.isdir(path):
+            return sorted(os.listdir(path))
+        with open(path) as handle:
+            return handle.read()
+    except OSError as error:
+        return type(error).__name__
+print(json.dumps({path: look(path) for path in json.loads(os.environ["PATHS"])}))
+"""
+
+
+def test_a_cluster_inside_a_checkout_under_tmp_stays_hidden_with_the_checkout_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in CI: the checkout under /tmp (behind the pod's fresh /tmp) and `.cluster` inside it.
+    The root script runs in a throwaway mount namespace, without a cluster."""
+    project = tmp_path / "checkout"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "code.py").write_text("from the checkout")
+    state = project / ".cluster"
+    (state / "pki").mkdir(parents=True)
+    (state / "pki" / "ca.key").write_text("the CA's key")
+    volume = state / "node" / "volumes" / "ns_claim_uid"
+    volume.mkdir(parents=True)
+    (volume / "data.txt").write_text("a pod's data")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(sandbox, "PROJECT", project)
+    layers = isolation.host_view(state / "node", project)
+    paths = [str(project / "src" / "code.py"), str(state), str(volume / "data.txt"), "/data"]
+    seen = {}
+    for case, mounts in {
+        "checkout kept": [Mount(volume, "/data")],
+        "volume over the checkout": [Mount(volume, "/data"), Mount(tmp_path / "empty", "/tmp")],
+    }.items():
+        mounts = [*mounts, *sandbox._shadowed_environment(mounts, layers)]
+        base = state / "node" / "pods" / "uid" / "containers" / case.replace(" ", "-")
+        root = ContainerRoot(base / "rootfs", base / "upper", base / "work", mounts, layers)
+        probe = shlex.join(
+            ["chroot", str(root.merged), "env", f"PATHS={json.dumps(paths)}", sys.executable]
+        )
+        script = f"{sandbox._root_script(root, read_only=True)}\n{probe} -c {shlex.quote(SEE)}"
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-euc", script]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        seen[case] = json.loads(done.stdout)
+    for case, report in seen.items():
+        assert report == {
+            str(project / "src" / "code.py"): "from the checkout",
+            str(state): [],
+            str(volume / "data.txt"): "FileNotFoundError",
+            "/data": ["data.txt"],
+        }, case
