@@ -150,7 +150,7 @@ class ContainerCgroup:
         if not self.groups:
             return argv
         procs = [str(group / "cgroup.procs") for group in self.groups.values()]
-        return ["sh", "-c", _JOIN, "cgroup-join", *procs, "--", *argv]
+        return ["/bin/sh", "-c", _JOIN, "cgroup-join", *procs, "--", *argv]
 
     def oom_kills(self) -> int:
         """How many processes the OOM killer ended in the memory group so far."""

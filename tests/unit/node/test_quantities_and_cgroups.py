@@ -105,7 +105,7 @@ def test_the_container_joins_its_groups_before_its_command_runs() -> None:
     )
     argv = ["nsenter", "--", "chroot", "/root", "python", "-c", "print(1)"]
     wrapped = group.wrap(argv)
-    assert wrapped[:2] == ["sh", "-c"]
+    assert wrapped[:2] == ["/bin/sh", "-c"]
     assert wrapped[3:] == [
         "cgroup-join",
         "/cg/memory/flywheel/3/uid/main-0/cgroup.procs",
