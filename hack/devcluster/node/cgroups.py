@@ -196,6 +196,7 @@ class PodCgroups:
     def __init__(self, groups: dict[str, Path], pids: int | None) -> None:
         self.groups = groups
         self.pids = pids
+        self.removed = False
 
     def container(self, name: str, spec: dict[str, Any]) -> ContainerCgroup:
         """Create the groups of one container run with its limits (the pod's groups first)."""
@@ -209,7 +210,7 @@ class PodCgroups:
             for controller, pod_group in self.groups.items():
                 if controller not in wanted:
                     continue
-                if not pod_group.is_dir():
+                with contextlib.suppress(FileExistsError):  # containers start side by side
                     pod_group.mkdir()
                     if controller == "pids" and self.pids is not None:
                         (pod_group / "pids.max").write_text(str(self.pids))
@@ -219,6 +220,8 @@ class PodCgroups:
                 created[controller] = group
                 for filename, value in wanted[controller].items():
                     (group / filename).write_text(value)
+            if self.removed:  # the pod was torn down while this ran (in a thread)
+                raise OSError("the pod is being removed")
         except OSError as error:
             for group in created.values():
                 remove_tree(group)
@@ -226,7 +229,9 @@ class PodCgroups:
         return ContainerCgroup(created, limits)
 
     def remove(self) -> None:
-        """Kill whatever still runs in the pod's groups and remove them."""
+        """Kill whatever still runs in the pod's groups and remove them (for good: no
+        container group is created afterwards)."""
+        self.removed = True
         for group in self.groups.values():
             remove_tree(group)
 

@@ -11,6 +11,7 @@ import pytest
 
 from devcluster.node.cgroups import (
     DEFAULT_POD_PIDS,
+    CgroupError,
     ContainerCgroup,
     Limits,
     NodeCgroups,
@@ -158,3 +159,11 @@ def test_usage_is_logged_with_the_limits() -> None:
         "peak memory 130 MiB (limit 128 MiB; 1 MiB, mostly page cache, still charged at exit), "
         "throttled in 12 periods (limit 200m), 1 OOM kill(s)"
     )
+
+
+def test_a_pod_torn_down_while_a_container_starts_gets_no_new_group(tmp_path: Path) -> None:
+    pod = NodeCgroups(3, None, groups={"memory": tmp_path / "memory"}).pod("uid-1")
+    (tmp_path / "memory" / "flywheel" / "3").mkdir(parents=True)
+    pod.removed = True
+    with pytest.raises(CgroupError, match="being removed"):
+        pod.container("main-0", {})
