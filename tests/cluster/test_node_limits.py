@@ -206,6 +206,15 @@ def test_a_pods_processes_are_bounded_and_the_node_stays_healthy(k: Kubectl) -> 
     )
 
 
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (the dead agent's children are reaped by whoever adopts them)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _cluster_groups(record: Path) -> list[Path]:
     return [Path(p) for p in json.loads(record.read_text())]
 
@@ -231,7 +240,7 @@ def test_no_group_outlives_the_agent_or_the_cluster(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert all(g.is_dir() for g in groups)
         cluster.up()
-        eventually(lambda: not Path(f"/proc/{pid}").exists(), what="the old pod's process gone")
+        eventually(lambda: not _alive(pid), what="the old pod's process gone")
 
         def rerun() -> list[Path] | None:
             found = [base / uid / "main-0" for base in _cluster_groups(record)]
