@@ -228,10 +228,14 @@ class PodCgroups:
             raise CgroupError(f"cannot set up the cgroups of {name}: {error}") from error
         return ContainerCgroup(created, limits)
 
-    def remove(self) -> None:
+    def remove(self, what: str = "") -> None:
         """Kill whatever still runs in the pod's groups and remove them (for good: no
-        container group is created afterwards)."""
+        container group is created afterwards); log the pod's peak memory as `what`."""
         self.removed = True
+        memory = self.groups.get("memory")
+        peak = _number(memory / "memory.max_usage_in_bytes") if memory else None
+        if peak is not None and what:
+            log.info("%s: peak memory of the pod %d MiB", what, peak >> 20)
         for group in self.groups.values():
             remove_tree(group)
 

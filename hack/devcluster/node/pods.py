@@ -433,7 +433,7 @@ class PodWorker:
         return float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
 
     async def _teardown(self) -> None:
-        await asyncio.to_thread(self.cgroups.remove)  # kills what is left of the containers
+        await asyncio.to_thread(self.cgroups.remove, self.path)  # kills what is left in them
         await self.sandbox.stop()
         if self.address is not None:
             self.ctx.addresses.release(self.address)
