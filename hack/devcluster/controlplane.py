@@ -27,7 +27,7 @@ from pathlib import Path
 from devcluster import claims, pki, processes
 from devcluster.binaries import Binaries
 from devcluster.kubeconfig import write_kubeconfig
-from devcluster.node import network
+from devcluster.node import cgroups, network
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE = "flywheel-node"
@@ -218,6 +218,7 @@ class Cluster:
                 plan = network.PodNetwork(state.network_index)
                 network.remove_pod_namespaces(plan)
                 network.remove_bridge(plan)
+                cgroups.remove_recorded(self.directory / "node" / cgroups.RECORD)
             registry.release(self.directory)
         if NODE in state.pids and ours:
             subprocess.run(["rm", "-rf", str(self.directory / "node" / "pods")], check=True)

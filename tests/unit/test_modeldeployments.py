@@ -266,6 +266,32 @@ def test_pod_failure_prefers_container_states_then_the_servers_readiness_answer(
     assert pod_failure([running], {}).reason == "NotReady"
 
 
+def test_a_serving_pod_restarting_after_an_oom_kill_says_so() -> None:
+    oom = {
+        "metadata": {"name": "p3"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+                }
+            ]
+        },
+    }
+    assert pod_failure([oom], {}) == Finding(
+        "CrashLoopBackOff", "pod p3: (last exit code 137, OOMKilled)"
+    )
+    ended = {
+        "metadata": {"name": "p4"},
+        "status": {
+            "containerStatuses": [
+                {"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+            ]
+        },
+    }
+    assert pod_failure([ended], {}) == Finding("OOMKilled", "pod p4: OOMKilled")
+
+
 def test_children_are_owned_restricted_and_leave_replicas_to_an_hpa() -> None:
     settings = OperatorSettings()
     md = parse_meta({"metadata": {"name": "web", "namespace": "ns", "uid": "u-1"}})

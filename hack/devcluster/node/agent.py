@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devcluster.node import network
+from devcluster.node import cgroups, network
 from devcluster.node.api import Api, ApiError
 from devcluster.node.pods import NodeContext, PodWorker
 from devcluster.node.status import now_rfc3339
@@ -141,6 +141,9 @@ class Agent:
             backoff_base=backoff_base,
             addresses=network.Addresses(plan),
             network=plan,
+            cgroups=cgroups.NodeCgroups(
+                plan.index, directory / cgroups.RECORD, pod_pids=cgroups.pod_pids_limit()
+            ),
         )
 
     async def run(self) -> None:
@@ -149,6 +152,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         self.cleanup_leftovers()
+        self.ctx.cgroups.setup()
         network.ensure_bridge(self.plan)
         await self.forwarder.start()
         await self.register()
@@ -297,8 +301,10 @@ class Agent:
         network.remove_bridge(self.plan)
 
     def cleanup_leftovers(self) -> None:
-        """Remove namespaces and pod directories left by a previous agent (crash, kill -9)."""
+        """Remove namespaces, cgroups and pod directories left by a previous agent (crash,
+        kill -9)."""
         network.remove_pod_namespaces(self.plan)
+        self.ctx.cgroups.remove()
         shutil.rmtree(self.directory / "pods", ignore_errors=True)
 
 

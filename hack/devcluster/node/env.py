@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from devcluster.node.quantity import quantity
+
 Obj = dict[str, Any]
 Fetch = Callable[[str, str], Awaitable[Obj | None]]
 """(kind, name) -> the ConfigMap or Secret of the pod's namespace, or None."""
@@ -63,27 +65,6 @@ def field_value(pod: Obj, path: str) -> str:
         if path.startswith(prefix + "['") and path.endswith("']"):
             return str(meta.get(source, {}).get(path[len(prefix) + 2 : -2], ""))
     raise ContainerConfigError(f"unsupported fieldRef {path}")
-
-
-_UNITS = {
-    "m": Decimal("0.001"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-}
-
-
-def quantity(text: str) -> Decimal:
-    """A resource quantity as a number (`500m` -> 0.5, `1Gi` -> 1073741824)."""
-    for suffix in sorted(_UNITS, key=len, reverse=True):
-        if text.endswith(suffix):
-            return Decimal(text[: -len(suffix)]) * _UNITS[suffix]
-    return Decimal(text)
 
 
 def resource_value(container: Obj, ref: Obj, host_cpus: int, host_memory: int) -> str:

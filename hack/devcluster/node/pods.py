@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster.node.api import Api
+from devcluster.node.cgroups import ContainerCgroup, NodeCgroups
 from devcluster.node.env import ContainerConfigError, container_env, expand
 from devcluster.node.network import Addresses, PodNetwork
 from devcluster.node.probes import probe
@@ -47,6 +48,7 @@ class NodeContext:
     backoff_base: float = 10.0
     network: PodNetwork = field(default_factory=PodNetwork)
     addresses: Addresses = field(default_factory=lambda: Addresses(PodNetwork()))
+    cgroups: NodeCgroups = field(default_factory=NodeCgroups.disabled)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Running:
     term_log: Path | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     kill_reason: str | None = None
+    cgroup: ContainerCgroup | None = None
 
 
 class PodWorker:
@@ -74,6 +77,7 @@ class PodWorker:
         self.directory = ctx.pods_dir / self.uid
         netns = ctx.network.netns_prefix + self.uid.replace("-", "")[:11]
         self.sandbox = Sandbox(self.directory, netns, ctx.network)
+        self.cgroups = ctx.cgroups.pod(self.uid)
         spec = pod["spec"]
         self.inits = [
             Running(ContainerRun(c["name"], c.get("image", ""), init=True), c)
@@ -221,6 +225,9 @@ class PodWorker:
             command = self.sandbox.command(
                 c.root, argv, cwd=c.spec.get("workingDir", ""), user=user
             )
+            run_name = f"{c.run.name}-{c.run.restart_count}"
+            c.cgroup = await asyncio.to_thread(self.cgroups.container, run_name, c.spec)
+            command = c.cgroup.wrap(command)  # joins its cgroups, then runs the container
             with log_path.open("ab") as out:
                 c.process = await asyncio.create_subprocess_exec(
                     *command,
@@ -250,6 +257,9 @@ class PodWorker:
         code = await c.process.wait()
         for task in c.tasks:
             task.cancel()
+        cgroup, c.cgroup = c.cgroup, None
+        if cgroup is not None and await cgroup.ended(code, f"{self.path}/{c.run.name}"):
+            c.kill_reason = "OOMKilled"
         c.run.ready = False
         c.run.state = {"terminated": self._terminated(c, code, started, log_path)}
         self.dirty.set()
@@ -391,6 +401,8 @@ class PodWorker:
         async def run(argv: list[str], timeout: float) -> int:
             assert c.root is not None
             command = self.sandbox.command(c.root, argv, cwd="/", user=_user(self.pod, c.spec))
+            if c.cgroup is not None:  # probes run (and count) inside the container's groups
+                command = c.cgroup.wrap(command)
             process = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
             )
@@ -421,6 +433,7 @@ class PodWorker:
         return float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
 
     async def _teardown(self) -> None:
+        await asyncio.to_thread(self.cgroups.remove, self.path)  # kills what is left in them
         await self.sandbox.stop()
         if self.address is not None:
             self.ctx.addresses.release(self.address)

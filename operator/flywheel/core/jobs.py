@@ -1,5 +1,6 @@
 """Reading Jobs the operator created: whether they are done, how many pods they started, and
-the result their pod reported through its termination message."""
+the result their pod reported through its termination message (or, when it reported none, why:
+a container the kernel killed for exceeding its memory limit says `OOMKilled`)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,27 @@ def read_result(job: Obj | None, pods: list[Obj], report: type[ReportT]) -> Repo
             result = decode_result(text, report)
             if result is None:
                 message = text or terminated.get("reason") or "no output"
+                if terminated.get("reason") == "OOMKilled":
+                    message = _oom_killed(pod, container, terminated, text)
                 return JobFailure(reason=FailureReason.NO_RESULT, message=message[-1000:])
             return result
     reasons = [c.get("reason", "") for c in status_of(job).get("conditions") or ()]
     message = f"the Job ended without a result ({', '.join(r for r in reasons if r)})"
     return JobFailure(reason=FailureReason.NO_RESULT, message=message)
+
+
+def _oom_killed(pod: Obj, container: Obj, terminated: Obj, output: str) -> str:
+    """What an OOM-killed container reports: its memory limit first, then its last output."""
+    name = container.get("name", "")
+    containers = (pod.get("spec") or {}).get("containers") or ()
+    spec: Obj = next((c for c in containers if c.get("name") == name), {})
+    limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
+    message = (
+        f"OOMKilled: container {name} used more than its memory limit"
+        f"{f' ({limit})' if limit else ''} and was killed "
+        f"(exit code {terminated.get('exitCode', 137)})"
+    )
+    return f"{message}; last output: {output[-600:]}" if output else message
 
 
 def _created_by(pod: Obj, uid: str) -> bool:

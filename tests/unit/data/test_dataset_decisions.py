@@ -183,6 +183,30 @@ def test_results_are_read_from_the_termination_message() -> None:
     }
     still = read_result({}, [running], IngestReport)
     assert isinstance(still, JobFailure), "a pod still running reports nothing yet"
+    oom_killed = {
+        "metadata": {"creationTimestamp": "2026-11-30T12:00:00Z"},
+        "spec": {"containers": [{"name": "ingest", "resources": {"limits": {"memory": "1Gi"}}}]},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "ingest",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 137,
+                            "reason": "OOMKilled",
+                            "message": "reading rows",  # FallbackToLogsOnError: the log tail
+                        }
+                    },
+                }
+            ]
+        },
+    }
+    killed = read_result({}, [oom_killed], IngestReport)
+    assert isinstance(killed, JobFailure)
+    assert killed.message == (
+        "OOMKilled: container ingest used more than its memory limit (1Gi) and was killed "
+        "(exit code 137); last output: reading rows"
+    )
     alien = decode_result('{"ok": true, "digest": 3}', IngestReport)
     assert isinstance(alien, JobFailure), "a result that breaks the protocol is a failure"
     assert "protocol" in alien.message

@@ -85,7 +85,8 @@ def pod_failure(pods: list[Obj], readiness: dict[str, str]) -> Finding:
             if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
                 detail = previous.get("message") or waiting.get("message") or ""
                 code = previous.get("exitCode")
-                suffix = f" (last exit code {code})" if code is not None else ""
+                oom = ", OOMKilled" if previous.get("reason") == "OOMKilled" else ""
+                suffix = f" (last exit code {code}{oom})" if code is not None else ""
                 return Finding(waiting["reason"], f"pod {name}: {detail}".strip() + suffix)
             if terminated:
                 reason = terminated.get("reason") or "Terminated"
