@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import peer_venv
+
 from drift.streams import StreamSpec
 
-ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("FLYWHEEL_BENCH_DIR", Path.home() / ".cache/flywheel/bench-drift"))
-UV = ROOT / ".venv/bin/uv"
 WORKER = Path(__file__).resolve().parent / "peers.py"
 PEERS: dict[str, list[str]] = {
     "evidently": ["evidently==0.7.23", "pandas==2.3.3"],
@@ -29,18 +28,7 @@ PEERS: dict[str, list[str]] = {
 
 def ensure_venv(peer: str) -> Path:
     """The peer's own virtualenv (uv, Python 3.11, PyPI), reused while its pins are unchanged."""
-    venv = WORK / f"{peer}-venv"
-    stamp = venv / ".packages"
-    packages = PEERS[peer]
-    if not stamp.exists() or stamp.read_text() != "\n".join(packages):
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([str(UV), "venv", "--quiet", "--python", "3.11", str(venv)], check=True)
-        subprocess.run(
-            [str(UV), "pip", "install", "--quiet", "--python", str(venv / "bin/python"), *packages],
-            check=True,
-        )
-        stamp.write_text("\n".join(packages))
-    return venv
+    return peer_venv.ensure_venv(WORK / f"{peer}-venv", PEERS[peer])
 
 
 def fields(spec: StreamSpec) -> list[Any]:

@@ -60,7 +60,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: peer_venv
 
+import peer_venv
 from peer_apps import FASTAPI_APP, MLSERVER_ORT_RUNTIME
 from protocols import (
     Messages,
@@ -96,7 +98,6 @@ JSON_ONLY = frozenset({"flywheel-nomon", "flywheel-nogrpc"})
 ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("FLYWHEEL_BENCH_DIR", Path.home() / ".cache/flywheel/bench-serving"))
 PYTHON = ROOT / ".venv/bin/python"
-UV = ROOT / ".venv/bin/uv"
 SERVER_CORE, CLIENT_CORE = "1", "0"
 
 
@@ -225,17 +226,7 @@ def ensure_wrk() -> tuple[Path, dict[str, str]]:
 
 def ensure_venv(name: str, packages: list[str]) -> Path:
     """A peer's own virtualenv (made with uv; reused while its package list is unchanged)."""
-    venv = WORK / "venvs" / name
-    stamp = venv / ".packages"
-    if not stamp.exists() or stamp.read_text() != "\n".join(packages):
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([str(UV), "venv", "--quiet", "--python", "3.11", str(venv)], check=True)
-        subprocess.run(
-            [str(UV), "pip", "install", "--quiet", "--python", str(venv / "bin/python"), *packages],
-            check=True,
-        )
-        stamp.write_text("\n".join(packages))
-    return venv
+    return peer_venv.ensure_venv(WORK / "venvs" / name, packages)
 
 
 def free_port() -> int:
