@@ -76,6 +76,7 @@ run: $(STAMP) ## Run the operator in the foreground against the cluster in KUBEC
 ##@ Local cluster (pinned upstream binaries, no Docker)
 
 CLUSTER_DIR ?= $(CURDIR)/.cluster
+NODES ?= 1
 DEVCLUSTER := PYTHONPATH=hack $(BIN)/python -m devcluster
 
 .PHONY: k8s-binaries
@@ -87,8 +88,8 @@ prometheus: $(STAMP) ## Fetch Debian's prometheus package into the user cache (f
 	$(BIN)/python -c "from tests.support.prometheus import ensure_prometheus; print(ensure_prometheus())"
 
 .PHONY: cluster-up
-cluster-up: $(STAMP) ## Start the local cluster (reused when already running).
-	$(DEVCLUSTER) up --dir $(CLUSTER_DIR)
+cluster-up: $(STAMP) ## Start the local cluster (reused when already running); NODES=2 for two nodes.
+	$(DEVCLUSTER) up --dir $(CLUSTER_DIR) --nodes $(NODES)
 
 .PHONY: cluster-down
 cluster-down: $(STAMP) ## Stop the local cluster; no process is left behind.

@@ -15,9 +15,11 @@ from devcluster.processes import rss_kib
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / ".cluster"
 
 
-def _cluster(directory: Path, build: bool, with_node: bool) -> Cluster:
+def _cluster(directory: Path, build: bool, with_node: bool, nodes: int) -> Cluster:
     binaries = ensure_binaries() if build else default_binaries()
-    return Cluster(directory=directory.resolve(), binaries=binaries, with_node=with_node)
+    return Cluster(
+        directory=directory.resolve(), binaries=binaries, with_node=with_node, nodes=nodes
+    )
 
 
 def cmd_up(cluster: Cluster) -> int:
@@ -88,10 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="control plane only (no root needed; pods stay Pending)",
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="node agents, each with its own pod network and zone (1-8; a running cluster "
+        "keeps its nodes)",
+    )
     args = parser.parse_args(argv)
     try:
         cluster = _cluster(
-            args.dir, build=args.command in {"up", "build"}, with_node=not args.no_node
+            args.dir,
+            build=args.command in {"up", "build"},
+            with_node=not args.no_node,
+            nodes=args.nodes,
         )
         if args.command == "build":
             print(cluster.binaries.bin_dir)

@@ -1,14 +1,15 @@
 """Host-wide claims on pod network indices and ports, so concurrent `cluster-up`s never collide.
 
-Every cluster claims one slot `<i>`: its pod network (bridge `fwbr<i>`, 10.244.<i>.0/24,
-namespaces `fwpod<i>-*`) and its ports. A claim is the file `claims/<i>.json` under the claims
-directory (`/run/flywheel-devcluster` for root, `/tmp/flywheel-devcluster-<uid>` otherwise,
-`FLYWHEEL_DEVCLUSTER_CLAIMS` to override), created with O_CREAT|O_EXCL while holding an
-exclusive `flock` on `lock` there, and records the owning cluster directory, its ports and the
-process that made it. Ports come from below the kernel's ephemeral range, so no outgoing
-connection takes one between the pick and the component's bind, and never one another live
-claim holds. A claim is live while its maker runs or while the owner's `state.json` records this
-slot and a live process; a stale claim is taken over. `release` removes only the caller's own.
+Every cluster claims one slot `<i>` per node: that node's pod network (bridge `fwbr<i>`,
+10.244.<i>.0/24, namespaces `fwpod<i>-*`); the first slot also records the cluster's ports. A
+claim is the file `claims/<i>.json` under the claims directory (`/run/flywheel-devcluster` for
+root, `/tmp/flywheel-devcluster-<uid>` otherwise, `FLYWHEEL_DEVCLUSTER_CLAIMS` to override),
+created with O_CREAT|O_EXCL while holding an exclusive `flock` on `lock` there, and records the
+owning cluster directory, its ports and the process that made it. Ports come from below the
+kernel's ephemeral range, so no outgoing connection takes one between the pick and the
+component's bind, and never one another live claim holds. A claim is live while its maker runs
+or while the owner's `state.json` records this slot and a live process; a stale claim is taken
+over. `release` removes only the caller's own.
 """
 
 from __future__ import annotations
@@ -104,30 +105,61 @@ class Registry:
         wanted_ports: dict[str, int] | None = None,
         slot_free: Callable[[int], bool] = lambda _: True,
     ) -> Claim:
-        """Claim a slot and ports for `directory` (call while `locked()`).
+        """Claim one slot and ports for `directory` (call while `locked()`); see `claim_slots`."""
+        wanted = [wanted_index] if wanted_index is not None else []
+        return self.claim_slots(
+            directory,
+            names,
+            1,
+            wanted_indices=wanted,
+            wanted_ports=wanted_ports,
+            slot_free=slot_free,
+        )[0]
 
-        The directory's own claim is kept; else `wanted_index` when free, else the lowest free
-        slot (`slot_free` adds a host check, such as no bridge of that name). The wanted ports
-        are kept when bindable and no other live claim holds them.
+    def claim_slots(
+        self,
+        directory: Path,
+        names: tuple[str, ...],
+        count: int,
+        *,
+        wanted_indices: list[int] | None = None,
+        wanted_ports: dict[str, int] | None = None,
+        slot_free: Callable[[int], bool] = lambda _: True,
+    ) -> list[Claim]:
+        """Claim `count` slots (one per node) for `directory`, the first with the ports (call
+        while `locked()`).
+
+        The directory's own claims are kept; else the `wanted_indices` that are free, else the
+        lowest free slots (`slot_free` adds a host check, such as no bridge of that name). The
+        wanted ports are kept when bindable and no other live claim holds them. Claims of the
+        directory beyond the chosen slots are removed.
         """
         mine = str(directory)
         others = [c for c in self.claims() if c.directory != mine and live(c)]
         taken = {c.index for c in others}
-        own = [c for c in self.claims() if c.directory == mine]
-        candidates = [c.index for c in own]
-        if wanted_index is not None and wanted_index >= 0:
-            candidates.append(wanted_index)
-        candidates += range(SLOTS)
-        index = next(
-            (
-                i
-                for i in candidates
-                if i not in taken and (i in (c.index for c in own) or slot_free(i))
+        # Its own slots first, in the order wanted, the one with the ports leading.
+        wanted = [i for i in wanted_indices or () if i >= 0]
+        own_claims = sorted(
+            (c for c in self.claims() if c.directory == mine),
+            key=lambda c: (
+                c.index not in wanted,
+                wanted.index(c.index) if c.index in wanted else 0,
+                not c.ports,
             ),
-            None,
         )
-        if index is None:
-            raise ClaimError("no free local-cluster slot (pod network index) on this host")
+        own = [c.index for c in own_claims]
+        candidates = [*own, *wanted, *range(SLOTS)]
+        chosen: list[int] = []
+        for i in candidates:
+            if len(chosen) == count:
+                break
+            if i not in chosen and i not in taken and (i in own or slot_free(i)):
+                chosen.append(i)
+        if len(chosen) < count:
+            raise ClaimError(
+                f"no {count - len(chosen)} free local-cluster slot(s) (pod network index) "
+                "on this host"
+            )
         busy = {port for c in others for port in c.ports.values()}
         ports: dict[str, int] = {}
         for name in names:
@@ -136,12 +168,17 @@ class Registry:
                 ports[name] = wanted
             else:
                 ports[name] = free_port(busy | set(ports.values()))
-        for stale in own:  # one claim per directory
-            if stale.index != index:
-                self._path(stale.index).unlink(missing_ok=True)
-        claim = Claim(index, mine, ports, os.getpid(), processes.start_time(os.getpid()))
-        self._write(claim)
-        return claim
+        for stale in own:
+            if stale not in chosen:
+                self._path(stale).unlink(missing_ok=True)
+        started = processes.start_time(os.getpid())
+        made = [
+            Claim(index, mine, ports if n == 0 else {}, os.getpid(), started)
+            for n, index in enumerate(chosen)
+        ]
+        for claim in made:
+            self._write(claim)
+        return made
 
     def adopt(self, directory: Path, index: int, ports: dict[str, int]) -> bool:
         """Record a claim on the slot and ports a running cluster already uses (one started
@@ -181,7 +218,7 @@ def live(claim: Claim) -> bool:
         state = json.loads((Path(claim.directory) / "state.json").read_text())
     except (OSError, ValueError):
         return False
-    if state.get("network_index") != claim.index:
+    if claim.index not in {state.get("network_index"), *state.get("network_indices", ())}:
         return False
     return any(processes.cmdline(int(pid)) for pid in state.get("pids", {}).values())
 

@@ -1,12 +1,14 @@
 """The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
-`up()` starts a cluster in a slot (pod network index and ports) claimed host-wide
+`up()` starts a cluster in slots (one pod network index per node, and ports) claimed host-wide
 (`devcluster.claims`), waits until the API server is ready, the controller manager has created
-the `default` ServiceAccount and the scheduler is healthy, and records pids and ports in
-`state.json`. On a cluster that runs, it waits for the live components and restarts only dead
-ones. `down()` stops the processes `state.json` records and removes the pod network and claim
-that are this cluster's. All state lives in one directory: `pki/`, `etcd/`, `logs/`, the
-kubeconfigs and `state.json`. Everything listens on 127.0.0.1 only.
+the `default` ServiceAccount, the scheduler is healthy and every node is Ready, and records pids
+and ports in `state.json`. `nodes` > 1 starts that many node agents (`devcluster.components`),
+routed to each other. On a cluster that runs, it waits for the live components and restarts only
+dead ones; it keeps the nodes it has and refuses to add any. `down()` stops the processes
+`state.json` records and removes the pod network and claim that are this cluster's. All state
+lives in one directory: `pki/`, `etcd/`, `logs/`, the kubeconfigs and `state.json`. Everything
+listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -21,34 +23,32 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from devcluster import claims, pki, processes
 from devcluster.binaries import Binaries
+from devcluster.components import (
+    COMPONENTS,
+    CONTROL_PLANE,
+    NODE,
+    PORT_NAMES,
+    State,
+    command_line,
+    is_node,
+    node_component,
+    node_name,
+)
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.node import cgroups, network
 
-CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-NODE = "flywheel-node"
-COMPONENTS = (*CONTROL_PLANE, NODE)
-PORT_NAMES = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
-SERVICE_CIDR = "10.96.0.0/16"
+__all__ = ["COMPONENTS", "NODE", "Cluster", "ClusterError", "State"]
+
 READY_TIMEOUT = 90.0
 
 
 class ClusterError(RuntimeError):
     """The cluster could not be started; the message names the component and its log tail."""
-
-
-@dataclass
-class State:
-    """What `up` recorded: ports and pids of the running components."""
-
-    ports: dict[str, int] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
-    bin_dir: str = ""
-    network_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,27 @@ class Cluster:
     """Run the local node agent (needs root) so that pods really run."""
     apiserver_args: tuple[str, ...] = ()
     """Extra kube-apiserver flags (e.g. an audit log for a benchmark)."""
+    nodes: int = 1
+    """Node agents to start (a running cluster keeps the nodes it has)."""
 
     @property
     def components(self) -> tuple[str, ...]:
         """The components this cluster runs, in start order."""
-        return COMPONENTS if self.with_node else CONTROL_PLANE
+        return self._components(self.load_state())
+
+    def _components(self, state: State) -> tuple[str, ...]:
+        if not self.with_node:
+            return CONTROL_PLANE
+        count = max(self.nodes, len(state.node_indices()) if state.ports else 0)
+        return (*CONTROL_PLANE, *(node_component(n) for n in range(1, count + 1)))
 
     def binary(self, name: str) -> str:
         """The executable of a component."""
-        return sys.executable if name == NODE else self.binaries.path(name)
+        return sys.executable if is_node(name) else self.binaries.path(name)
+
+    def node_dir(self, number: int) -> Path:
+        """The state directory (pods, volumes) of node `number`."""
+        return self.directory / ("node" if number == 1 else f"node-{number}")
 
     @property
     def kubeconfig(self) -> Path:
@@ -113,7 +125,7 @@ class Cluster:
         state = state or self.load_state()
         return {
             name: name in state.pids and processes.alive(state.pids[name], self.binary(name))
-            for name in self.components
+            for name in self._components(state)
         }
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -137,28 +149,34 @@ class Cluster:
         if any(
             processes.alive(pid, self.binary(name))
             for name, pid in state.pids.items()
-            if name in COMPONENTS
+            if name in CONTROL_PLANE or is_node(name)
         ):
             return self._reuse(state)
         self._require_root()
         self._down(keep_data=True)  # nothing of it runs: clear what a crash left
+        # A cluster keeps its nodes across restarts (their Node objects are in etcd).
+        count = max(self.nodes, len(state.node_indices()) if state.ports else 0)
         registry = claims.Registry()
         with registry.locked():  # concurrent `up`s get distinct slots and ports
             try:
-                claim = registry.claim(
+                slots = registry.claim_slots(
                     self.directory,
                     PORT_NAMES,
-                    wanted_index=state.network_index if state.ports else None,
+                    count if self.with_node else 1,
+                    wanted_indices=state.node_indices() if state.ports else None,
                     wanted_ports=state.ports,
                     slot_free=lambda i: not network.bridge_exists(network.PodNetwork(i)),
                 )
             except claims.ClaimError as error:
                 raise ClusterError(str(error)) from error
         state = State(
-            ports=claim.ports, bin_dir=str(self.binaries.bin_dir), network_index=claim.index
+            ports=slots[0].ports,
+            bin_dir=str(self.binaries.bin_dir),
+            network_index=slots[0].index,
+            network_indices=[slot.index for slot in slots],
         )
         self._ensure_pki_and_kubeconfigs(state)
-        for name in self.components:
+        for name in self._components(state):
             self._spawn(name, state)
             if name == NODE:
                 self._wait_default_service_account(state)
@@ -170,12 +188,20 @@ class Cluster:
     def _reuse(self, state: State) -> State:
         """Wait (READY_TIMEOUT per component) until each live component is healthy; start the
         dead ones again on their recorded ports. A slow probe never stops anything."""
+        recorded = len(state.node_indices())
+        if self.with_node and self.nodes > recorded:
+            raise ClusterError(
+                f"the cluster in {self.directory} runs {recorded} node(s); {self.nodes} were "
+                "asked for. Nodes are not added to a running cluster: stop it first "
+                "(make cluster-down), then start it with the new number"
+            )
         registry = claims.Registry()
         with registry.locked():
-            registry.adopt(self.directory, state.network_index, state.ports)
-        for name in self.components:
+            for n, index in enumerate(state.node_indices()):
+                registry.adopt(self.directory, index, state.ports if n == 0 else {})
+        for name in self._components(state):
             if not processes.alive(state.pids.get(name, 0), self.binary(name)):
-                if name == NODE:
+                if is_node(name):
                     self._require_root()
                 self._spawn(name, state)
             self._wait_started(name, state)
@@ -203,30 +229,45 @@ class Cluster:
 
     def _down(self, *, keep_data: bool) -> None:
         state = self.load_state()
-        for name in reversed(COMPONENTS):
+        nodes = {
+            number: index
+            for number, index in enumerate(state.node_indices(), start=1)
+            if node_component(number) in state.pids
+        }
+        # The node agents stop their pods first; give them their grace periods.
+        for number in sorted(nodes, reverse=True):
+            name = node_component(number)
+            processes.stop(state.pids[name], self.binary(name), timeout=60.0)
+        for name in reversed(CONTROL_PLANE):
             if name in state.pids:
-                # The node agent stops its pods first; give it their grace periods.
-                timeout = 60.0 if name == NODE else 15.0
-                processes.stop(state.pids[name], self.binary(name), timeout=timeout)
+                processes.stop(state.pids[name], self.binary(name), timeout=15.0)
+        cleared = []
         registry = claims.Registry()
-        with registry.locked():  # no `up` claims the slot while its network is removed
-            holder = registry.read(state.network_index)
-            ours = holder is None or holder.directory == str(self.directory)
-            if NODE in state.pids and ours:
+        with registry.locked():  # no `up` claims a slot while its network is removed
+            for number, index in nodes.items():
+                holder = registry.read(index)
+                if holder is not None and holder.directory != str(self.directory):
+                    continue  # taken over by another cluster: its network is not ours
                 # A node agent that died (kill -9) leaves its pods, their namespaces and the
                 # bridge behind: the processes inside this network's pod namespaces go.
-                plan = network.PodNetwork(state.network_index)
+                plan = network.PodNetwork(index)
                 network.remove_pod_namespaces(plan)
                 network.remove_bridge(plan)
-                cgroups.remove_recorded(self.directory / "node" / cgroups.RECORD)
+                cgroups.remove_recorded(self.node_dir(number) / cgroups.RECORD)
+                cleared.append(number)
             registry.release(self.directory)
-        if NODE in state.pids and ours:
-            subprocess.run(["rm", "-rf", str(self.directory / "node" / "pods")], check=True)
+        for number in cleared:
+            subprocess.run(["rm", "-rf", str(self.node_dir(number) / "pods")], check=True)
         processes.reap_children(list(state.pids.values()))
         (self.directory / "state.json").unlink(missing_ok=True)
         if not keep_data:  # volumes go with the etcd data that referenced them
-            for data in ("etcd", "node"):
-                subprocess.run(["rm", "-rf", str(self.directory / data)], check=True)
+            data = [
+                self.directory / "etcd",
+                *self.directory.glob("node"),
+                *self.directory.glob("node-*"),
+            ]
+            for path in data:
+                subprocess.run(["rm", "-rf", str(path)], check=True)
 
     def stop_component(self, name: str, *, kill: bool = False) -> None:
         """Stop one running component (an outage, for tests); the rest keep running. With
@@ -261,7 +302,7 @@ class Cluster:
             server_ips=(
                 "127.0.0.1",
                 "10.96.0.1",
-                str(network.PodNetwork(state.network_index).gateway),
+                *(str(network.PodNetwork(i).gateway) for i in state.node_indices()),
             ),
             server_dns=(
                 "localhost",
@@ -289,85 +330,14 @@ class Cluster:
             )
 
     def _argv(self, name: str, state: State) -> list[str]:
-        p, d, binary = state.ports, self.directory, self.binary(name)
-        if name == "etcd":
-            return [
-                binary,
-                "--name=flywheel",
-                f"--data-dir={d / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{p['etcd-client']}",
-                f"--advertise-client-urls=http://127.0.0.1:{p['etcd-client']}",
-                f"--listen-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
-                f"--initial-cluster=flywheel=http://127.0.0.1:{p['etcd-peer']}",
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-                "--quota-backend-bytes=2147483648",
-            ]
-        k = self.pki
-        if name == "kube-apiserver":
-            return [
-                binary,
-                f"--etcd-servers=http://127.0.0.1:{p['etcd-client']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={p['apiserver']}",
-                f"--cert-dir={d / 'apiserver-certs'}",
-                f"--tls-cert-file={k / 'apiserver.crt'}",
-                f"--tls-private-key-file={k / 'apiserver.key'}",
-                f"--client-ca-file={k / 'ca.crt'}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={k / 'sa.pub'}",
-                f"--service-account-signing-key-file={k / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=Node,RBAC",
-                "--allow-privileged=true",
-                "--profiling=false",
-                "--endpoint-reconciler-type=none",
-                *self.apiserver_args,
-            ]
-        kubeconfig = d / (
-            "controller-manager.kubeconfig"
-            if name == "kube-controller-manager"
-            else "scheduler.kubeconfig"
+        return command_line(
+            name,
+            state,
+            directory=self.directory,
+            binaries=self.binaries,
+            node_dir=self.node_dir,
+            apiserver_args=self.apiserver_args,
         )
-        common = [
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            "--profiling=false",
-        ]
-        if name == "kube-controller-manager":
-            return [
-                binary,
-                *common,
-                f"--secure-port={p['controller-manager']}",
-                f"--cert-dir={d / 'controller-manager-certs'}",
-                f"--root-ca-file={k / 'ca.crt'}",
-                f"--service-account-private-key-file={k / 'sa.key'}",
-                "--use-service-account-credentials=true",
-                "--controllers=*",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-            ]
-        if name == NODE:
-            return [
-                binary,
-                "-m",
-                "devcluster.node",
-                f"--kubeconfig={d / 'kubeconfig'}",
-                f"--dir={d / 'node'}",
-                f"--api-port={p['apiserver']}",
-                f"--version={self.binaries.bin_dir.parent.name.removeprefix('k8s-')}",
-                f"--network-index={state.network_index}",
-            ]
-        return [
-            binary,
-            *common,
-            f"--secure-port={p['scheduler']}",
-            f"--cert-dir={d / 'scheduler-certs'}",
-        ]
 
     # --- health ----------------------------------------------------------------------------
 
@@ -393,7 +363,7 @@ class Cluster:
                 return
             if name == "kube-apiserver" and self._api_ready(state):
                 return
-            if name == NODE and self._node_ready(state):
+            if is_node(name) and self._node_ready(state, name):
                 return
             port = state.ports.get(
                 {
@@ -407,16 +377,16 @@ class Cluster:
             time.sleep(0.1)
         raise ClusterError(f"{name} not healthy after {READY_TIMEOUT:.0f}s:\n{self.log_tail(name)}")
 
-    def _node_ready(self, state: State) -> bool:
-        url = f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/nodes"
+    def _node_ready(self, state: State, component: str) -> bool:
+        number = 1 if component == NODE else int(component.rsplit("-", 1)[1])
+        url = f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/nodes/{node_name(number)}"
         try:
             with urllib.request.urlopen(url, timeout=2, context=self._client_context()) as answer:
-                nodes = json.loads(answer.read())["items"]
+                node = json.loads(answer.read())
         except OSError:
             return False
         return any(
             c["type"] == "Ready" and c["status"] == "True"
-            for node in nodes
             for c in node.get("status", {}).get("conditions", [])
         )
 

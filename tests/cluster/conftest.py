@@ -35,6 +35,42 @@ class OperatorProcess:
 OperatorFactory = Callable[..., OperatorProcess]
 
 
+def launch_operator(
+    kubeconfig: Path, namespace: str, log: Path, **extra_env: str
+) -> OperatorProcess:
+    """Start `python -m flywheel --namespace <namespace>` against a cluster, its log in `log`."""
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "FLYWHEEL_LIVENESS_PORT": str(free_port()),
+        "FLYWHEEL_METRICS_PORT": str(metrics_port),
+        "FLYWHEEL_BIND_ADDRESS": "127.0.0.1",
+        **extra_env,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flywheel", "--namespace", namespace],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return OperatorProcess(process, log, metrics_port)
+
+
+def stop_operator(handle: OperatorProcess) -> None:
+    """SIGTERM (SIGKILL after 30 s), then print the log tail (pytest shows it on failure)."""
+    process = handle.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    print(f"--- operator log ({handle.log}) ---\n{handle.output()[-6000:]}")
+
+
 @pytest.fixture
 def start_operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator[OperatorFactory]:
     """Start `python -m flywheel --namespace <test namespace>` (extra env as keywords)."""
@@ -42,23 +78,7 @@ def start_operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator
 
     def start(**extra_env: str) -> OperatorProcess:
         log = tmp_path / f"operator-{len(started)}.log"
-        metrics_port = free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubectl.kubeconfig),
-            "FLYWHEEL_LIVENESS_PORT": str(free_port()),
-            "FLYWHEEL_METRICS_PORT": str(metrics_port),
-            "FLYWHEEL_BIND_ADDRESS": "127.0.0.1",
-            **extra_env,
-        }
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "flywheel", "--namespace", namespace],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        handle = OperatorProcess(process, log, metrics_port)
+        handle = launch_operator(kubectl.kubeconfig, namespace, log, **extra_env)
         started.append(handle)
         return handle
 
@@ -66,16 +86,7 @@ def start_operator(kubectl: Kubectl, namespace: str, tmp_path: Path) -> Iterator
         yield start
     finally:
         for handle in started:
-            process = handle.process
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            # Shown by pytest only when the test failed.
-            print(f"--- operator log ({handle.log}) ---\n{handle.output()[-6000:]}")
+            stop_operator(handle)
 
 
 @pytest.fixture

@@ -245,6 +245,56 @@ def _readyz(cluster: Cluster) -> str:
     return kubectl("get", "--raw", "/readyz").strip()
 
 
+def _rules() -> str:
+    return subprocess.run(["ip", "rule", "list"], capture_output=True, text=True).stdout
+
+
+def test_a_two_node_cluster_keeps_its_nodes_and_down_removes_both_networks(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "cluster"
+    try:
+        up = _devcluster("up", "--dir", str(directory), "--nodes", "2")
+        assert up.returncode == 0, up.stderr
+        cluster = Cluster(directory, ensure_binaries())
+        state = cluster.load_state()
+        plans = [PodNetwork(i) for i in state.node_indices()]
+        assert len(plans) == 2
+        assert state.network_index == plans[0].index
+        assert set(state.pids) == {*COMPONENTS, f"{NODE}-2"}
+        owner = claims.Registry()
+        assert [owner.owner(p.index) for p in plans] == [str(directory)] * 2
+        for plan in plans:
+            assert network.bridge_exists(plan)
+            assert f"iif {plan.bridge} lookup {plan.route_table}" in _rules()
+
+        again = _devcluster("up", "--dir", str(directory))  # NODES=1: the two are kept
+        assert again.returncode == 0, again.stderr
+        assert "cluster reused" in again.stderr
+        assert cluster.load_state().pids == state.pids
+        more = _devcluster("up", "--dir", str(directory), "--nodes", "3")
+        assert more.returncode == 1
+        assert "runs 2 node(s); 3 were asked for" in more.stderr
+        assert cluster.load_state().pids == state.pids, "refusing touches nothing"
+
+        os.kill(state.pids[f"{NODE}-2"], signal.SIGKILL)
+        revived = _devcluster("up", "--dir", str(directory))
+        assert revived.returncode == 0, revived.stderr
+        assert f"restarted {NODE}-2 in" in revived.stderr
+        kubectl = Kubectl(cluster.binaries.path("kubectl"), cluster.kubeconfig)
+        kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+
+        assert _devcluster("down", "--dir", str(directory)).returncode == 0
+        assert list(mentioning(str(directory))) == []
+        for plan in plans:
+            assert not network.bridge_exists(plan)
+            assert plan.bridge not in _rules()
+            assert owner.read(plan.index) is None or owner.owner(plan.index) != str(directory)
+        assert not (directory / "node-2").exists()
+    finally:
+        _devcluster("down", "--dir", str(directory))
+
+
 # Claims without a cluster: the registry's own rules, in a scratch claims directory.
 
 
@@ -289,3 +339,21 @@ def test_a_stale_claim_is_taken_over_and_release_removes_only_its_own(tmp_path: 
         assert registry.release(tmp_path / "other") == []
         assert registry.release(tmp_path / "new") == [0]
     assert registry.owner(1) == str(owner)
+
+
+def test_a_cluster_claims_one_slot_per_node_and_keeps_its_own(tmp_path: Path) -> None:
+    registry = claims.Registry(tmp_path)
+    with registry.locked():
+        other = registry.claim(tmp_path / "other", ("api",), wanted_index=1)
+        slots = registry.claim_slots(tmp_path / "mine", ("api",), 2, wanted_indices=[1, 3])
+        assert [s.index for s in slots] == [3, 0], "a wanted slot held by another is skipped"
+        assert slots[0].ports, "the first slot records the ports"
+        assert not slots[1].ports
+        assert other.ports["api"] != slots[0].ports["api"]
+        again = registry.claim_slots(tmp_path / "mine", ("api",), 2)
+        assert [s.index for s in again] == [3, 0], "its own slots are kept"
+        fewer = registry.claim_slots(tmp_path / "mine", ("api",), 1)
+        assert [s.index for s in fewer] == [3]
+        assert registry.read(0) is None, "a slot beyond the count is given back"
+        with pytest.raises(claims.ClaimError, match="free local-cluster slot"):
+            registry.claim_slots(tmp_path / "big", ("api",), claims.SLOTS)

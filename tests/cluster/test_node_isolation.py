@@ -218,7 +218,12 @@ def test_read_only_mounts_and_a_read_only_root_stay_read_only(k: Kubectl) -> Non
     }
 
 
-def test_a_writable_root_gets_a_fresh_tmp_of_its_own(k: Kubectl) -> None:
+SYS = {"/sys/class/net/eth0/mtu": "EROFS", "/sys/fs/cgroup/memory/memory.limit_in_bytes": "ENOENT"}
+"""The pod's sysfs is read-only (writing "x" to its own eth0's MTU would otherwise be refused
+as invalid: harmless), and no cgroup hierarchy is mounted in it."""
+
+
+def test_a_writable_root_gets_a_fresh_tmp_and_a_read_only_sys(k: Kubectl) -> None:
     marker = Path("/tmp") / f"flywheel-isolation-{uuid.uuid4().hex[:8]}"
     marker.write_text("the host's")
     from_pod = marker.with_name(marker.name + "-pod")
@@ -228,7 +233,7 @@ def test_a_writable_root_gets_a_fresh_tmp_of_its_own(k: Kubectl) -> None:
                 "writable",
                 {
                     "command": ["python", "-c", ATTEMPT],
-                    "env": [_env("PATHS", ["/new-file", str(from_pod), "/var/tmp/new-file"])],
+                    "env": [_env("PATHS", ["/new-file", str(from_pod), "/var/tmp/new-file", *SYS])],
                 },
             )
         )
@@ -239,8 +244,9 @@ def test_a_writable_root_gets_a_fresh_tmp_of_its_own(k: Kubectl) -> None:
         "/new-file": "written",
         str(from_pod): "written",
         "/var/tmp/new-file": "written",
+        **SYS,
         "tmp": [from_pod.name],
-    }, "the host's /tmp is not the pod's"
+    }, "the host's /tmp is not the pod's; /sys is read-only, even to root, with no cgroups"
     assert not from_pod.exists()
     assert not Path("/new-file").exists()
 

@@ -16,11 +16,13 @@ from tests.support.kube import Kubectl
 
 
 @contextmanager
-def own_cluster(directory: Path, *, crds: bool) -> Iterator[tuple[Cluster, Kubectl]]:
-    """Control plane and node in `directory` (the CRDs installed with `crds`), then gone; the
-    test fails with the component's log when it cannot start."""
+def own_cluster(
+    directory: Path, *, crds: bool, nodes: int = 1
+) -> Iterator[tuple[Cluster, Kubectl]]:
+    """Control plane and `nodes` nodes in `directory` (the CRDs installed with `crds`), then
+    gone; the test fails with the component's log when it cannot start."""
     binaries = ensure_binaries()
-    cluster = Cluster(directory, binaries)
+    cluster = Cluster(directory, binaries, nodes=nodes)
     try:
         cluster.up()
     except ClusterError as error:

@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-name", default=default_node_name())
     parser.add_argument("--version", default="v1.35.8")
     parser.add_argument("--network-index", type=int, default=0, help="pod network 10.244.<i>.0/24")
+    parser.add_argument(
+        "--peer-network-index",
+        type=int,
+        action="append",
+        default=[],
+        help="the pod network of another node of the cluster (repeat per node): routed to",
+    )
+    parser.add_argument("--zone", default="local-a", help="the topology.kubernetes.io/zone label")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -69,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 image_commands=images,
                 backoff_base=backoff,
                 plan=PodNetwork(args.network_index),
+                peers=tuple(PodNetwork(i) for i in args.peer_network_index),
+                zone=args.zone,
             )
             await agent.run()
 

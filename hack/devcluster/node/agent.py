@@ -31,10 +31,17 @@ LEASE_SECONDS = 40
 HEARTBEAT = 10.0
 
 
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+REGION = "local"
+
+
 def render_node(
-    name: str, plan: network.PodNetwork, *, cpus: int, memory_kib: int, version: str
+    name: str, plan: network.PodNetwork, *, cpus: int, memory_kib: int, version: str, zone: str
 ) -> Obj:
-    """The Node object, Ready and schedulable."""
+    """The Node object, Ready and schedulable, labelled with its hostname and its zone (each
+    node of a local cluster is a zone of its own, in the region `local`), so topology spread
+    constraints and anti-affinity on either key work as on a cloud cluster."""
     resources = {
         "cpu": str(cpus),
         "memory": f"{memory_kib}Ki",
@@ -51,6 +58,8 @@ def render_node(
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "node.kubernetes.io/instance-type": "flywheel-local",
+                ZONE_LABEL: zone,
+                REGION_LABEL: REGION,
             },
         },
         "spec": {"podCIDR": str(plan.cidr), "podCIDRs": [str(plan.cidr)]},
@@ -113,9 +122,13 @@ class Agent:
         image_commands: dict[str, list[str]],
         backoff_base: float,
         plan: network.PodNetwork,
+        peers: tuple[network.PodNetwork, ...] = (),
+        zone: str = "local-a",
     ) -> None:
         self.api = api
         self.plan = plan
+        self.peers = peers
+        self.zone = zone
         self.directory = directory
         self.node_name = node_name
         self.version = version
@@ -154,6 +167,7 @@ class Agent:
         self.cleanup_leftovers()
         self.ctx.cgroups.setup()
         network.ensure_bridge(self.plan)
+        network.ensure_routing(self.plan, self.peers)
         await self.forwarder.start()
         await self.register()
         await self.provisioner.install_class()
@@ -179,6 +193,7 @@ class Agent:
             cpus=os.cpu_count() or 1,
             memory_kib=_memory_kib(),
             version=self.version,
+            zone=self.zone,
         )
         if await self.api.get_or_none(f"/api/v1/nodes/{self.node_name}") is None:
             await self.api.create("/api/v1/nodes", {k: v for k, v in node.items() if k != "status"})

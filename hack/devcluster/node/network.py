@@ -5,6 +5,13 @@ next free address, its own namespace (so replicas can listen on the same port) a
 via the gateway. The agent also forwards <gateway>:6443 to the API server on loopback, so pods
 reach the API while the API server itself listens on 127.0.0.1 only. No iptables: Services get
 no ClusterIP routing (pods talk to pod IPs and to the API server).
+
+Nodes of one cluster route between their pod networks through the host: each bridge forwards
+(`net.ipv4.conf.fwbr<i>.forwarding`, that interface only; the host's global `ip_forward` is left
+as it is), and a policy rule sends what arrives on the bridge to the node's own routing table,
+which lets through only the cluster's pod networks (`throw`: on to the main table's routes of the
+bridges) and answers everything else with "network unreachable". So pods reach the pods of
+their own cluster's nodes and the host, never another local cluster or the outside network.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 API_PORT_ON_GATEWAY = 6443
+ROUTE_TABLE_BASE = 20000
+RULE_PRIORITY = 100
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,11 @@ class PodNetwork:
         """The prefix of this cluster's pod namespaces."""
         return f"fwpod{self.index}-"
 
+    @property
+    def route_table(self) -> int:
+        """The routing table of what this node's pods send (policy rule on the bridge)."""
+        return ROUTE_TABLE_BASE + self.index
+
 
 IP = shutil.which("ip") or "/usr/sbin/ip"  # root's PATH has /usr/sbin; a minimal PATH may not
 
@@ -82,8 +96,29 @@ def ensure_bridge(plan: PodNetwork) -> None:
 
 
 def remove_bridge(plan: PodNetwork) -> None:
-    """Delete the bridge (its veth ports go with their namespaces)."""
+    """Delete the bridge (its veth ports go with their namespaces) and its routing."""
+    remove_routing(plan)
     ip("link", "del", plan.bridge, check=False)
+
+
+def ensure_routing(plan: PodNetwork, peers: tuple[PodNetwork, ...]) -> None:
+    """Route what this node's pods send to the pod networks of the cluster's nodes (`peers`,
+    the other nodes) and nowhere else (idempotent; the bridge exists)."""
+    remove_routing(plan)
+    table = str(plan.route_table)
+    for network in (plan, *peers):
+        ip("route", "add", "throw", str(network.cidr), "table", table)
+    ip("route", "add", "unreachable", "default", "table", table)
+    ip("rule", "add", "iif", plan.bridge, "lookup", table, "priority", str(RULE_PRIORITY))
+    Path(f"/proc/sys/net/ipv4/conf/{plan.bridge}/forwarding").write_text("1\n")
+
+
+def remove_routing(plan: PodNetwork) -> None:
+    """Remove the bridge's policy rule and routing table (what a killed agent left too)."""
+    table = str(plan.route_table)
+    while ip("rule", "del", "iif", plan.bridge, "lookup", table, check=False).returncode == 0:
+        pass
+    ip("route", "flush", "table", table, check=False)
 
 
 def leftover_namespaces(plan: PodNetwork) -> list[str]:

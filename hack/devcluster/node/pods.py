@@ -76,7 +76,8 @@ class PodWorker:
         self.path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         self.directory = ctx.pods_dir / self.uid
         netns = ctx.network.netns_prefix + self.uid.replace("-", "")[:11]
-        self.sandbox = Sandbox(self.directory, netns, ctx.network)
+        hostname = pod["spec"].get("hostname") or meta["name"]
+        self.sandbox = Sandbox(self.directory, netns, ctx.network, hostname)
         self.cgroups = ctx.cgroups.pod(self.uid)
         spec = pod["spec"]
         self.inits = [

@@ -1,14 +1,15 @@
 """A pod's sandbox: one network and mount namespace, and a private root per container.
 
-A `sleep infinity` process created inside `ip netns exec <ns> unshare --mount` holds the pod's
-namespaces (the "pause" process). Each container gets an overlay whose lower layer is the host
-root and whose upper layer lives in the pod directory, mounted inside the pod's mount namespace
-with `/proc`, a small `/dev`, the host's state and home directories hidden (`isolation`: no
-cluster's state, no other pod's volumes, a fresh /tmp), and every volumeMount bind-mounted at its
-manifest path. New directories land in the upper layer, so nothing of a pod appears on the
-host's filesystem, and all its mounts vanish with its namespace. Containers run as `nsenter
-... chroot <root> env -C <workingDir> <command>`, so the project's installed environment stands
-in for the image.
+A `sleep infinity` process created inside `ip netns exec <ns> unshare --mount --uts` holds the
+pod's namespaces (the "pause" process); the UTS namespace carries the pod's hostname (its
+`spec.hostname`, else its name, as the kubelet sets it). Each container gets an overlay whose
+lower layer is the host root and whose upper layer lives in the pod directory, mounted inside
+the pod's mount namespace with `/proc`, a small `/dev`, the host's state and home directories
+hidden (`isolation`: no cluster's state, no other pod's volumes, a fresh /tmp), and every
+volumeMount bind-mounted at its manifest path. New directories land in the upper layer, so
+nothing of a pod appears on the host's filesystem, and all its mounts vanish with its namespace.
+Containers run as `nsenter ... chroot <root> env -C <workingDir> <command>`, so the project's
+installed environment stands in for the image.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ class SandboxError(Exception):
 class Sandbox:
     """The namespaces of one pod."""
 
-    def __init__(self, directory: Path, netns: str, plan: PodNetwork) -> None:
+    def __init__(self, directory: Path, netns: str, plan: PodNetwork, hostname: str = "") -> None:
         self.directory = directory
         self.netns = netns
         self.plan = plan
+        self.hostname = hostname or netns
         self.pause: asyncio.subprocess.Process | None = None
 
     @property
@@ -79,10 +81,13 @@ class Sandbox:
             self.netns,
             "unshare",
             "--mount",
+            "--uts",
             "--propagation",
             "private",
-            "sleep",
-            "infinity",
+            "sh",
+            "-c",
+            'hostname "$0" && exec sleep infinity',
+            self.hostname[:63],
             start_new_session=True,
         )
         for _ in range(200):
@@ -95,7 +100,7 @@ class Sandbox:
         """The prefix that runs a command inside the pod's namespaces."""
         prefix = ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt"]
         if net:
-            prefix.append(f"--net=/proc/{self.pid}/ns/net")
+            prefix += [f"--net=/proc/{self.pid}/ns/net", f"--uts=/proc/{self.pid}/ns/uts"]
         return [*prefix, "--"]
 
     async def shell(self, script: str) -> None:
@@ -202,6 +207,10 @@ def _root_script(root: ContainerRoot, *, read_only: bool) -> str:
         f"workdir={q(str(root.work))} {q(m)}",
         f"mount -t proc proc {q(m)}/proc",
         f"mount --rbind /sys {q(m)}/sys",
+        # The pod network namespace's sysfs (`ip netns exec` mounts it; no cgroup hierarchy in
+        # it), read-only all the way down, as runtimes mount /sys for unprivileged containers.
+        f"findmnt -R -n -l -o TARGET {q(m)}/sys | while read -r t; do"
+        ' mount -o remount,bind,ro "$t"; done',
         f"mount -t tmpfs -o mode=755,size=65536k devtmpfs {q(m)}/dev",
         f"mkdir -p {q(m)}/dev/shm {q(m)}/dev/pts",
         f"mount -t tmpfs -o mode=1777,size=65536k shm {q(m)}/dev/shm",

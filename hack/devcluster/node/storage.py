@@ -3,8 +3,14 @@
 The agent installs a default StorageClass `flywheel-local` (provisioner `flywheel.dev/local-path`,
 `WaitForFirstConsumer`). For each claim the PV controller hands to this provisioner - once the
 scheduler has picked our node for `WaitForFirstConsumer` - it creates a hostPath PersistentVolume
-pre-bound to the claim; the controller manager binds them. Released volumes are deleted with
-their directory. All pods that mount a claim share its directory.
+pre-bound to the claim, in this node's volumes directory; the controller manager binds them.
+Released volumes are deleted, with their directory, by the node that holds it. All pods that mount
+a claim share its directory.
+
+A volume that may be mounted by one node only (`ReadWriteOnce`, `ReadWriteOncePod`,
+`ReadOnlyMany` on a node's local disk) carries node affinity to the node it was provisioned on,
+as local-path does: the scheduler puts every pod that uses it there. A `ReadWriteMany` volume has
+none and is mounted on any node (the nodes share the host's disk, as nodes share an NFS export).
 """
 
 from __future__ import annotations
@@ -55,9 +61,11 @@ def wants_volume(pvc: Obj, node_name: str) -> bool:
 
 
 def render_volume(pvc: Obj, path: Path, node_name: str) -> Obj:
-    """A hostPath PersistentVolume pre-bound to the claim."""
+    """A hostPath PersistentVolume pre-bound to the claim; bound to `node_name` unless the
+    claim asks for ReadWriteMany."""
     meta, spec = pvc["metadata"], pvc["spec"]
-    return {
+    modes = spec.get("accessModes", ["ReadWriteOnce"])
+    volume: Obj = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
         "metadata": {
@@ -68,7 +76,7 @@ def render_volume(pvc: Obj, path: Path, node_name: str) -> Obj:
             "capacity": {
                 "storage": spec.get("resources", {}).get("requests", {}).get("storage", "1Gi")
             },
-            "accessModes": spec.get("accessModes", ["ReadWriteOnce"]),
+            "accessModes": modes,
             "persistentVolumeReclaimPolicy": "Delete",
             "storageClassName": spec.get("storageClassName", STORAGE_CLASS),
             "volumeMode": spec.get("volumeMode", "Filesystem"),
@@ -81,23 +89,25 @@ def render_volume(pvc: Obj, path: Path, node_name: str) -> Obj:
                 "uid": meta["uid"],
                 "resourceVersion": meta["resourceVersion"],
             },
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": [node_name],
-                                }
-                            ]
-                        }
-                    ]
-                }
-            },
         },
     }
+    if "ReadWriteMany" not in modes:
+        volume["spec"]["nodeAffinity"] = {
+            "required": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/hostname",
+                                "operator": "In",
+                                "values": [node_name],
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    return volume
 
 
 class Provisioner:
@@ -132,6 +142,9 @@ class Provisioner:
         except ApiError as error:
             if error.status != 409:
                 raise
+            # Another node provisioned it first (a claim without a selected node).
+            if not any(path.iterdir()):
+                path.rmdir()
 
     async def on_volume(self, pv: Obj) -> None:
         """Delete a released volume of ours, and its directory."""
@@ -141,6 +154,7 @@ class Provisioner:
         if pv.get("status", {}).get("phase") != "Released":
             return
         path = Path(pv["spec"].get("hostPath", {}).get("path", ""))
-        if path.is_relative_to(self.root):
-            shutil.rmtree(path, ignore_errors=True)
+        if not path.is_relative_to(self.root):
+            return  # another node's volume: that node deletes it
+        shutil.rmtree(path, ignore_errors=True)
         await self.api.delete(f"/api/v1/persistentvolumes/{pv['metadata']['name']}")
