@@ -343,7 +343,7 @@ def _spread_of(spec: ModelDeploymentSpec) -> Any:
     return pod["spec"].get("topologySpreadConstraints")
 
 
-def test_serving_pods_prefer_other_nodes_and_zones_unless_the_spec_says_otherwise() -> None:
+def test_serving_pods_spread_as_the_spec_says_and_otherwise_as_the_scheduler_defaults() -> None:
     own_revision = {
         "labelSelector": {
             "matchLabels": {
@@ -355,20 +355,7 @@ def test_serving_pods_prefer_other_nodes_and_zones_unless_the_spec_says_otherwis
     }
     deployment = render_deployment(_meta(), _spec(version=1), _version(1), OperatorSettings())
     assert own_revision["labelSelector"] == deployment["spec"]["selector"], "its own pods only"
-    assert _spread_of(_spec(version=1)) == [
-        {
-            "topologyKey": "kubernetes.io/hostname",
-            "maxSkew": 1,
-            "whenUnsatisfiable": "ScheduleAnyway",
-            **own_revision,
-        },
-        {
-            "topologyKey": "topology.kubernetes.io/zone",
-            "maxSkew": 1,
-            "whenUnsatisfiable": "ScheduleAnyway",
-            **own_revision,
-        },
-    ]
+    assert _spread_of(_spec(version=1)) is None, "omitted: the scheduler's defaults apply"
     hard = {"topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
     zones = {
         "topologyKey": "topology.kubernetes.io/zone",
@@ -386,7 +373,7 @@ def test_serving_pods_prefer_other_nodes_and_zones_unless_the_spec_says_otherwis
 
 
 def test_changing_the_spread_rolls_the_pods_and_counts_as_a_spec_change() -> None:
-    soft = _spec(policy="LatestValidated", replicas=2)
+    unset = _spec(policy="LatestValidated", replicas=2)
     hard = _spec(
         policy="LatestValidated",
         replicas=2,
@@ -395,17 +382,14 @@ def test_changing_the_spread_rolls_the_pods_and_counts_as_a_spec_change() -> Non
         ],
     )
     settings = OperatorSettings()
-    running = render_deployment(_meta(), soft, _version(1), settings)
+    running = render_deployment(_meta(), unset, _version(1), settings)
     assert differs(render_deployment(_meta(), hard, _version(1), settings), running)
-    assert not differs(render_deployment(_meta(), soft, _version(1), settings), running)
+    assert not differs(render_deployment(_meta(), unset, _version(1), settings), running)
     # A failed rollout is tried again after a change of the spread, not after scaling.
-    assert spec_digest(hard) != spec_digest(soft)
-    assert spec_digest(_spec(policy="LatestValidated", topologySpreadConstraints=[])) != (
-        spec_digest(_spec(policy="LatestValidated"))
-    ), "[] is not the default"
+    assert spec_digest(hard) != spec_digest(unset)
     # Digests recorded before the field existed still match a spec that leaves it out, so an
     # operator upgrade does not retry a failed version (values computed by the older operator).
-    assert spec_digest(soft) == "9103271d1fbd9797"
+    assert spec_digest(unset) == "9103271d1fbd9797"
     pinned = _spec(version=3, resources={"limits": {"memory": "1Gi"}})
     assert spec_digest(pinned) == "4a214acd85707d5f"
 

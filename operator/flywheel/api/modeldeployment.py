@@ -127,21 +127,6 @@ def _unique_topology_keys(found: list[TopologySpread]) -> bool:
     return len({c.topology_key for c in found}) == len(found)
 
 
-DEFAULT_TOPOLOGY_SPREAD = (
-    TopologySpread(
-        topology_key="kubernetes.io/hostname", max_skew=1, when_unsatisfiable="ScheduleAnyway"
-    ),
-    TopologySpread(
-        topology_key="topology.kubernetes.io/zone", max_skew=1, when_unsatisfiable="ScheduleAnyway"
-    ),
-)
-"""The spread of the serving pods when `topologySpreadConstraints` is omitted: preferences only
-(`ScheduleAnyway`), so replicas of a model go to different nodes and zones where the scheduler
-can, and are never kept Pending for it (one node, no zone labels). The scheduler scores a pod's
-soft constraints only on nodes that carry all their keys, so on nodes without a zone label this
-default expresses no preference at all (docs/deployments.md says what to set there)."""
-
-
 TopologySpreadConstraints = Annotated[
     list[TopologySpread],
     MaxLen(8),
@@ -210,13 +195,12 @@ class ModelDeploymentSpec(ApiModel):
     `autoscaling`, they must request (or limit) cpu."""
 
     topology_spread_constraints: TopologySpreadConstraints | None = None
-    """How the serving pods spread over nodes and zones. Omitted: the operator's default, two
-    preferences (`ScheduleAnyway`, `maxSkew` 1) on `kubernetes.io/hostname` and
-    `topology.kubernetes.io/zone`: replicas prefer different nodes and zones and are never kept
-    Pending for it. The scheduler weighs them only on nodes that have both labels; where nodes
-    have no zone label, list the hostname constraint alone. An empty list: none from the
-    operator (the scheduler's cluster-wide defaults apply). Part of the pod template: a change
-    rolls the serving pods."""
+    """How the serving pods spread over nodes and zones, e.g. a hard spread over nodes
+    (`topologyKey: kubernetes.io/hostname`, `whenUnsatisfiable: DoNotSchedule`). Omitted or
+    empty: the operator renders none, and the scheduler's cluster-wide defaults apply (unless
+    the cluster configures others, preferences for other nodes, `maxSkew` 3, and other zones,
+    `maxSkew` 5, which nodes without a zone label do not defeat). Part of the pod template: a
+    change rolls the serving pods."""
 
     serving: ServingOptions = Field(default_factory=ServingOptions)
     """Model server options."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.api.common import API_GROUP
-from flywheel.api.modeldeployment import DEFAULT_TOPOLOGY_SPREAD, ModelDeploymentSpec
+from flywheel.api.modeldeployment import ModelDeploymentSpec
 from flywheel.core.objects import Obj, annotations_of
 from flywheel.core.podspec import (
     MANAGED_BY,
@@ -98,14 +98,13 @@ def server_args(spec: ModelDeploymentSpec, version: Obj) -> list[str]:
 
 
 def topology_spread(name: str, spec: ModelDeploymentSpec) -> list[Obj]:
-    """The serving pods' topology spread constraints: the spec's, or `DEFAULT_TOPOLOGY_SPREAD`
-    when it sets none (an empty list renders none). Each counts the serving pods of this
+    """The serving pods' topology spread constraints, as the spec gives them (none when it gives
+    none: the scheduler's cluster-wide defaults then apply). Each counts the serving pods of this
     ModelDeployment of the pod's own revision (`pod-template-hash`), as the Kubernetes docs
     advise for Deployments: during a rollout the new pods spread among themselves, not around
     the old ones they replace."""
-    given = spec.topology_spread_constraints
     rendered = []
-    for constraint in DEFAULT_TOPOLOGY_SPREAD if given is None else given:
+    for constraint in spec.topology_spread_constraints or ():
         item: Obj = {
             "topologyKey": constraint.topology_key,
             "maxSkew": constraint.max_skew,
@@ -182,7 +181,7 @@ def render_deployment(
         "volumes": [*volumes, {"name": "tmp", "emptyDir": {}}],
     }
     if spread := topology_spread(meta.name, spec):
-        # Not `[]`: the API server stores that as no field, which would never look applied.
+        # Never `[]`: the API server stores that as no field, which would never look applied.
         pod_spec["topologySpreadConstraints"] = spread
     deployment_spec: Obj = {
         "selector": {"matchLabels": selector_labels(meta.name)},
