@@ -11,6 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.api.modeldeployment import ModelDeploymentSpec
+from flywheel.controllers.modeldeployment.render import render_deployment
+from flywheel.core.applied import differs
+from flywheel.core.target import parse_meta
+from flywheel.settings import OperatorSettings
 from tests.cluster.conftest import OperatorProcess
 from tests.cluster.lifecycle import (
     Traffic,
@@ -366,3 +371,39 @@ def test_scaling_restoring_children_and_deletion(k: Kubectl, operator: OperatorP
     for kind in ("deployment", "service", "hpa"):
         eventually(_gone(k, kind, "iris-serving"), what=f"the {kind} collected")
     eventually(lambda: _links(k, "iris-v1") == [], what="the link removed")
+
+
+def _stored_as_rendered(k: Kubectl, spec: dict[str, Any]) -> dict[str, Any]:
+    """The serving Deployment rendered for `spec`, as the API server would store it (dry run)."""
+    meta = parse_meta({"metadata": {"name": "spread", "namespace": k.namespace, "uid": "u-1"}})
+    version = {
+        "spec": {
+            "version": 1,
+            "artifact": {"uri": "pvc://flywheel-artifacts/m/model.onnx", "sha256": "a" * 64},
+            "baseline": {"statsURI": "pvc://flywheel-artifacts/d/stats.json"},
+        }
+    }
+    parsed = ModelDeploymentSpec.model_validate({"model": "iris", "replicas": 2, **spec})
+    rendered = render_deployment(meta, parsed, version, OperatorSettings())
+    stored: dict[str, Any] = json.loads(
+        k.apply(rendered, "--server-side", "--dry-run=server", "--field-manager=test", "-o=json")
+    )
+    assert not differs(rendered, stored), "stored as applied: the operator would not re-apply it"
+    return stored
+
+
+def test_the_api_server_stores_the_spread_constraints_as_rendered(k: Kubectl) -> None:
+    """The Deployment's pod template takes the constraints (matchLabelKeys, minDomains) and reads
+    back unchanged, so a settled ModelDeployment is not applied again and again."""
+    hard = {
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "minDomains": 2,
+    }
+    stored = _stored_as_rendered(k, {"topologySpreadConstraints": [hard]})
+    (constraint,) = stored["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+    assert constraint["minDomains"] == 2
+    for unset in ({}, {"topologySpreadConstraints": []}):
+        stored = _stored_as_rendered(k, unset)
+        assert "topologySpreadConstraints" not in stored["spec"]["template"]["spec"]

@@ -29,13 +29,18 @@ from flywheel.api.checks import (
 from flywheel.api.common import (
     MAX_SPEC_JSON_BYTES,
     ArtifactUri,
+    LabelKey,
     Quantity,
     ResourceList,
     ResourceRequirements,
 )
 from flywheel.api.dataset import DatasetSpec, DatasetValidation, SourceUri
 from flywheel.api.kinds import KINDS, KINDS_BY_NAME
-from flywheel.api.modeldeployment import ModelDeploymentSpec
+from flywheel.api.modeldeployment import (
+    ModelDeploymentSpec,
+    TopologySpread,
+    TopologySpreadConstraints,
+)
 from flywheel.api.modelmonitor import (
     Cooldown,
     DataDrift,
@@ -298,6 +303,50 @@ def test_artifact_uris_get_one_verdict(uri: str, valid: bool) -> None:
     assert _agree(_rules_of(ArtifactUri).checks, uri, uri) is valid
 
 
+LABEL_KEYS = [
+    ("kubernetes.io/hostname", True),
+    ("topology.kubernetes.io/zone", True),
+    ("rack", True),
+    ("example.com/Rack_2.a-b", True),
+    ("n" * 63, True),
+    ("a" * 253 + "/" + "n" * 62, True),
+    ("n" * 64, False),
+    ("a" * 254 + "/rack", False),
+    ("Example.com/rack", False),
+    ("example.com/", False),
+    ("/rack", False),
+    ("example.com/a/b", False),
+    ("-rack", False),
+    ("rack.", False),
+    ("rack zone", False),
+    ("example..com/rack", False),
+]
+
+
+@pytest.mark.parametrize(("key", "valid"), LABEL_KEYS)
+def test_label_keys_get_one_verdict(key: str, valid: bool) -> None:
+    """Kubernetes' `IsQualifiedName`: the prefix at most 253 characters, the name 63."""
+    assert _agree(_rules_of(LabelKey).checks, key, key) is valid
+
+
+def _spread(key: str, when: str = "ScheduleAnyway") -> dict[str, Any]:
+    return {"topologyKey": key, "maxSkew": 1, "whenUnsatisfiable": when}
+
+
+SPREADS = [
+    ([], True),
+    ([_spread("kubernetes.io/hostname"), _spread("topology.kubernetes.io/zone")], True),
+    ([_spread("kubernetes.io/hostname"), _spread("kubernetes.io/hostname")], False),
+    ([_spread("rack"), _spread("zone"), _spread("rack", "DoNotSchedule")], False),
+]
+
+
+@pytest.mark.parametrize(("found", "valid"), SPREADS)
+def test_topology_keys_are_unique_by_both_verdicts(found: list[Any], valid: bool) -> None:
+    parsed = [TopologySpread.model_validate(item) for item in found]
+    assert _agree(_rules_of(TopologySpreadConstraints).checks, found, parsed) is valid
+
+
 PROMETHEUS = [
     ("http://prometheus.monitoring:9090", True),
     ("https://user:secret@prometheus.example.org/prefix", True),
@@ -371,6 +420,9 @@ MODELS: list[tuple[type[BaseModel], dict[str, Any], bool]] = [
         },
         False,
     ),
+    (TopologySpread, {**_spread("kubernetes.io/hostname", "DoNotSchedule"), "minDomains": 3}, True),
+    (TopologySpread, {**_spread("kubernetes.io/hostname"), "minDomains": 3}, False),
+    (TopologySpread, _spread("kubernetes.io/hostname"), True),
     (ModelMonitorSpec, {"deploymentRef": {"name": "iris"}, "window": "1m"}, True),
     (
         ModelMonitorSpec,
@@ -445,6 +497,27 @@ def test_the_issue_cases_are_refused_when_the_operator_parses_them() -> None:
     )
     huge = _run(estimator={"class": "sklearn.svm.SVC", "params": {"kernel": "x" * 300_000}})
     assert "a string parameter has at most 256 characters" in _message(TrainingRunSpec, huge)
+
+
+def test_spread_constraints_the_api_server_refuses_are_refused_by_the_operator_too() -> None:
+    def refused(*constraints: dict[str, Any]) -> str:
+        spec = {"model": "iris", "version": 1, "topologySpreadConstraints": list(constraints)}
+        return _message(ModelDeploymentSpec, spec)
+
+    host = _spread("kubernetes.io/hostname")
+    assert "spec.topologySpreadConstraints: each topologyKey may appear only once" in refused(
+        host, {**host, "whenUnsatisfiable": "DoNotSchedule"}
+    )
+    assert (
+        "spec.topologySpreadConstraints.0: minDomains is only allowed with whenUnsatisfiable: "
+        "DoNotSchedule" in refused({**host, "minDomains": 2})
+    )
+    assert "spec.topologySpreadConstraints.1.topologyKey: must be a label key" in refused(
+        host, _spread("Topology.kubernetes.io/zone")
+    )
+    assert "maxSkew: Input should be greater than or equal to 1" in refused({**host, "maxSkew": 0})
+    assert "whenUnsatisfiable: Field required" in refused({"topologyKey": "kubernetes.io/hostname"})
+    assert "at most 8 items" in refused(*(_spread(f"example.com/k{i}") for i in range(9)))
 
 
 def test_a_spec_too_large_for_the_job_command_line_is_refused() -> None:

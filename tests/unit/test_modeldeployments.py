@@ -21,6 +21,7 @@ from flywheel.controllers.modeldeployment.render import (
     render_service,
 )
 from flywheel.controllers.modeldeployment.rollouts import pod_failure, rollout
+from flywheel.core.applied import differs
 from flywheel.core.conditions import Finding
 from flywheel.core.outcome import Event, Outcome
 from flywheel.core.target import Meta, parse_meta
@@ -335,6 +336,62 @@ def test_children_are_owned_restricted_and_leave_replicas_to_an_hpa() -> None:
             "appProtocol": "grpc",
         },
     ]
+
+
+def _spread_of(spec: ModelDeploymentSpec) -> Any:
+    pod = render_deployment(_meta(), spec, _version(1), OperatorSettings())["spec"]["template"]
+    return pod["spec"].get("topologySpreadConstraints")
+
+
+def test_serving_pods_spread_as_the_spec_says_and_otherwise_as_the_scheduler_defaults() -> None:
+    own_revision = {
+        "labelSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "flywheel-serving",
+                "app.kubernetes.io/instance": "web",
+            }
+        },
+        "matchLabelKeys": ["pod-template-hash"],
+    }
+    deployment = render_deployment(_meta(), _spec(version=1), _version(1), OperatorSettings())
+    assert own_revision["labelSelector"] == deployment["spec"]["selector"], "its own pods only"
+    assert _spread_of(_spec(version=1)) is None, "omitted: the scheduler's defaults apply"
+    hard = {"topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+    zones = {
+        "topologyKey": "topology.kubernetes.io/zone",
+        "maxSkew": 2,
+        "whenUnsatisfiable": "DoNotSchedule",
+        "minDomains": 3,
+    }
+    assert _spread_of(_spec(version=1, topologySpreadConstraints=[hard, zones])) == [
+        {**hard, "maxSkew": 1, **own_revision},
+        {**zones, **own_revision},
+    ]
+    assert _spread_of(_spec(version=1, topologySpreadConstraints=[])) is None, (
+        "[]: none of the operator's, and no empty list (stored as no field, it would always differ)"
+    )
+
+
+def test_changing_the_spread_rolls_the_pods_and_counts_as_a_spec_change() -> None:
+    unset = _spec(policy="LatestValidated", replicas=2)
+    hard = _spec(
+        policy="LatestValidated",
+        replicas=2,
+        topologySpreadConstraints=[
+            {"topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+        ],
+    )
+    settings = OperatorSettings()
+    running = render_deployment(_meta(), unset, _version(1), settings)
+    assert differs(render_deployment(_meta(), hard, _version(1), settings), running)
+    assert not differs(render_deployment(_meta(), unset, _version(1), settings), running)
+    # A failed rollout is tried again after a change of the spread, not after scaling.
+    assert spec_digest(hard) != spec_digest(unset)
+    # Digests recorded before the field existed still match a spec that leaves it out, so an
+    # operator upgrade does not retry a failed version (values computed by the older operator).
+    assert spec_digest(unset) == "9103271d1fbd9797"
+    pinned = _spec(version=3, resources={"limits": {"memory": "1Gi"}})
+    assert spec_digest(pinned) == "4a214acd85707d5f"
 
 
 def test_links_follow_the_serving_version() -> None:

@@ -161,6 +161,28 @@ class NameRule:
         return len(name) <= self.max_length and re2(self.pattern).search(name) is not None
 
 
+# --- label keys -----------------------------------------------------------------------------
+
+QUALIFIED_NAME = rf"^({DNS_SUBDOMAIN}/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+"""A Kubernetes qualified name (label keys, condition types): an optional DNS-1123 subdomain
+prefix and `/`, then a name of letters, digits, `-`, `_` and `.` that starts and ends with a
+letter or digit."""
+_QUALIFIED_NAME_LENGTHS = r"^([^/]{1,253}/)?[^/]{1,63}$"
+
+LABEL_KEY = Rules(
+    Check(
+        f"self.matches('{cel_quote(QUALIFIED_NAME)}') && "
+        f"self.matches('{cel_quote(_QUALIFIED_NAME_LENGTHS)}')",
+        "must be a label key such as kubernetes.io/hostname or topology.kubernetes.io/zone: an "
+        "optional prefix (a lower-case DNS subdomain of at most 253 characters) and '/', then a "
+        "name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+        "or digit",
+        lambda value: matches(QUALIFIED_NAME)(value) and matches(_QUALIFIED_NAME_LENGTHS)(value),
+    )
+)
+"""A label key as Kubernetes validates one (`IsQualifiedName`), lengths included."""
+
+
 # --- cron schedules -------------------------------------------------------------------------
 
 CRON_MACROS = ("yearly", "annually", "monthly", "weekly", "daily", "hourly")

@@ -30,6 +30,8 @@ from flywheel.api.checks import (
     CRON_SCHEDULE,
     DNS_1035_LABEL,
     DNS_LABEL,
+    LABEL_KEY,
+    QUALIFIED_NAME,
     Check,
     Rules,
     SchemaExtra,
@@ -67,6 +69,10 @@ DeploymentName = Annotated[
 ]
 """The name of a ModelDeployment (a DNS-1035 label of at most 55 characters, as the
 ModelDeployment kind requires)."""
+
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=316), LABEL_KEY]
+"""A label key such as `topology.kubernetes.io/zone` (an optional DNS-subdomain prefix and `/`,
+then a name of at most 63 characters)."""
 
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 """The name of a column in a dataset."""
@@ -331,14 +337,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(ApiModel):
     """One aspect of the object's state, in the shape of metav1.Condition."""
 
-    type: Annotated[
-        str,
-        StringConstraints(
-            max_length=316,
-            pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-            r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-        ),
-    ]
+    type: Annotated[str, StringConstraints(max_length=316, pattern=QUALIFIED_NAME)]
     """The condition type in CamelCase, e.g. `Ready`."""
 
     status: ConditionStatus

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from annotated_types import MaxLen
 from pydantic import ConfigDict, Field
 
-from flywheel.api.checks import DNS_1035_LABEL, Check, NameRule
+from flywheel.api.checks import DNS_1035_LABEL, Check, NameRule, Rules
 from flywheel.api.common import (
     ApiModel,
+    LabelKey,
     ModelName,
     ResourceRequirements,
     ShortText,
@@ -88,6 +90,57 @@ class Rollout(ApiModel):
     ready."""
 
 
+class TopologySpread(ApiModel):
+    """One topology spread constraint of the serving pods, as in a Pod spec. The operator
+    selects the serving pods of this ModelDeployment (`labelSelector`) and adds
+    `matchLabelKeys: [pod-template-hash]`, so during a rollout only pods of the same revision
+    are counted."""
+
+    cel_checks = (
+        Check(
+            "!has(self.minDomains) || self.whenUnsatisfiable == 'DoNotSchedule'",
+            "minDomains is only allowed with whenUnsatisfiable: DoNotSchedule",
+            lambda found: found.min_domains is None or found.when_unsatisfiable == "DoNotSchedule",
+        ),
+    )
+
+    topology_key: LabelKey
+    """The node label whose values are the domains to spread over, e.g. `kubernetes.io/hostname`
+    (each node) or `topology.kubernetes.io/zone` (each zone). Nodes without the label take no
+    serving pod under `DoNotSchedule` and are the least preferred under `ScheduleAnyway`."""
+
+    max_skew: int = Field(default=1, ge=1, le=100)
+    """How much the number of serving pods may differ between two domains."""
+
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
+    """`DoNotSchedule` keeps a pod Pending rather than exceed `maxSkew` (a hard rule);
+    `ScheduleAnyway` schedules it anyway, preferring the nodes that reduce the skew (a
+    preference)."""
+
+    min_domains: int | None = Field(default=None, ge=1, le=100)
+    """With `DoNotSchedule` only: the fewest domains to spread over. While fewer eligible
+    domains exist, the skew is counted against an empty one, so pods beyond `maxSkew` per domain
+    stay Pending until more domains appear (e.g. nodes added by a cluster autoscaler)."""
+
+
+def _unique_topology_keys(found: list[TopologySpread]) -> bool:
+    return len({c.topology_key for c in found}) == len(found)
+
+
+TopologySpreadConstraints = Annotated[
+    list[TopologySpread],
+    MaxLen(8),
+    Rules(
+        Check(
+            "self.all(a, self.exists_one(b, b.topologyKey == a.topologyKey))",
+            "each topologyKey may appear only once",
+            _unique_topology_keys,
+        )
+    ),
+]
+"""At most 8 topology spread constraints, each on its own topology key."""
+
+
 def _cpu_for_autoscaling(spec: ModelDeploymentSpec) -> bool:
     if spec.autoscaling is None or spec.resources is None:
         return True
@@ -141,6 +194,14 @@ class ModelDeploymentSpec(ApiModel):
     """Resources of the serving container. Defaults come from the operator settings. With
     `autoscaling`, they must request (or limit) cpu."""
 
+    topology_spread_constraints: TopologySpreadConstraints | None = None
+    """How the serving pods spread over nodes and zones, e.g. a hard spread over nodes
+    (`topologyKey: kubernetes.io/hostname`, `whenUnsatisfiable: DoNotSchedule`). Omitted or
+    empty: the operator renders none, and the scheduler's cluster-wide defaults apply (unless
+    the cluster configures others, preferences for other nodes, `maxSkew` 3, and other zones,
+    `maxSkew` 5, which nodes without a zone label do not defeat). Part of the pod template: a
+    change rolls the serving pods."""
+
     serving: ServingOptions = Field(default_factory=ServingOptions)
     """Model server options."""
 
@@ -160,7 +221,7 @@ class FailedRollout(ApiModel):
 
     spec_digest: Annotated[str, Field(max_length=64)] | None = None
     """A digest of the spec without `replicas` and `autoscaling`: scaling does not try the
-    failed version again; any other spec change (resources, version, policy) does."""
+    failed version again; any other spec change (resources, version, policy, spread) does."""
 
     reason: Annotated[str, Field(max_length=128)]
     """Why, in one word: the pods' reason, e.g. `ArtifactDigestMismatch` or `CrashLoopBackOff`."""

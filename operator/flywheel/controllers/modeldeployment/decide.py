@@ -98,9 +98,16 @@ class Plan:
     outcome: Outcome
 
 
+DIGESTED_WHEN_SET = ("topology_spread_constraints",)
+"""Spec fields added after `failedRollout.specDigest`: digested only when set, so the digest of
+a spec without them (one recorded by an older operator) is unchanged, and an operator upgrade
+does not retry a failed version."""
+
+
 def spec_digest(spec: ModelDeploymentSpec) -> str:
     """The spec without what scaling changes (`replicas`, `autoscaling`), digested."""
-    kept = spec.model_dump(mode="json", exclude={"replicas", "autoscaling"})
+    unset = {name for name in DIGESTED_WHEN_SET if getattr(spec, name) is None}
+    kept = spec.model_dump(mode="json", exclude={"replicas", "autoscaling", *unset})
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -35,6 +35,8 @@ DRAIN_SECONDS = 20
 VERSION_ANNOTATION = VERSION_LABEL
 """On the Deployment and its pod template: the ModelVersion number the pods serve."""
 MANAGED = {**MANAGED_BY, "app.kubernetes.io/component": "serving"}
+REVISION_LABEL = "pod-template-hash"
+"""The label the Deployment controller gives the pods of each revision (ReplicaSet)."""
 
 
 def endpoint(name: str, namespace: str, model: str) -> str:
@@ -95,6 +97,27 @@ def server_args(spec: ModelDeploymentSpec, version: Obj) -> list[str]:
     return args
 
 
+def topology_spread(name: str, spec: ModelDeploymentSpec) -> list[Obj]:
+    """The serving pods' topology spread constraints, as the spec gives them (none when it gives
+    none: the scheduler's cluster-wide defaults then apply). Each counts the serving pods of this
+    ModelDeployment of the pod's own revision (`pod-template-hash`), as the Kubernetes docs
+    advise for Deployments: during a rollout the new pods spread among themselves, not around
+    the old ones they replace."""
+    rendered = []
+    for constraint in spec.topology_spread_constraints or ():
+        item: Obj = {
+            "topologyKey": constraint.topology_key,
+            "maxSkew": constraint.max_skew,
+            "whenUnsatisfiable": constraint.when_unsatisfiable,
+            "labelSelector": {"matchLabels": selector_labels(name)},
+            "matchLabelKeys": [REVISION_LABEL],
+        }
+        if constraint.min_domains is not None:
+            item["minDomains"] = constraint.min_domains
+        rendered.append(item)
+    return rendered
+
+
 def render_deployment(
     meta: Meta, spec: ModelDeploymentSpec, version: Obj, settings: OperatorSettings
 ) -> Obj:
@@ -148,6 +171,18 @@ def render_deployment(
         "securityContext": RESTRICTED_CONTAINER,
         "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
     }
+    pod_spec: Obj = {
+        "serviceAccountName": settings.serving_service_account,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": RESTRICTED_POD,
+        "terminationGracePeriodSeconds": SHUTDOWN_DELAY_SECONDS + DRAIN_SECONDS + 5,
+        "containers": [container],
+        "volumes": [*volumes, {"name": "tmp", "emptyDir": {}}],
+    }
+    if spread := topology_spread(meta.name, spec):
+        # Never `[]`: the API server stores that as no field, which would never look applied.
+        pod_spec["topologySpreadConstraints"] = spread
     deployment_spec: Obj = {
         "selector": {"matchLabels": selector_labels(meta.name)},
         "strategy": {
@@ -161,15 +196,7 @@ def render_deployment(
                 "labels": {**_labels(meta, spec), VERSION_LABEL: number},
                 "annotations": pod_annotations,
             },
-            "spec": {
-                "serviceAccountName": settings.serving_service_account,
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "securityContext": RESTRICTED_POD,
-                "terminationGracePeriodSeconds": SHUTDOWN_DELAY_SECONDS + DRAIN_SECONDS + 5,
-                "containers": [container],
-                "volumes": [*volumes, {"name": "tmp", "emptyDir": {}}],
-            },
+            "spec": pod_spec,
         },
     }
     if spec.autoscaling is None:
