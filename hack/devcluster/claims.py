@@ -163,9 +163,9 @@ class Registry:
         busy = {port for c in others for port in c.ports.values()}
         ports: dict[str, int] = {}
         for name in names:
-            wanted = (wanted_ports or {}).get(name)
-            if wanted and wanted not in busy and wanted not in ports.values() and bindable(wanted):
-                ports[name] = wanted
+            port = (wanted_ports or {}).get(name)
+            if port and port not in busy and port not in ports.values() and bindable(port):
+                ports[name] = port
             else:
                 ports[name] = free_port(busy | set(ports.values()))
         for stale in own:

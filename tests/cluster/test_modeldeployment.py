@@ -404,6 +404,7 @@ def test_the_api_server_stores_the_spread_constraints_as_rendered(k: Kubectl) ->
     (constraint,) = stored["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert constraint["matchLabelKeys"] == ["pod-template-hash"]
     assert constraint["minDomains"] == 2
-    for unset in ({}, {"topologySpreadConstraints": []}):
+    unset_or_empty: list[dict[str, Any]] = [{}, {"topologySpreadConstraints": []}]
+    for unset in unset_or_empty:
         stored = _stored_as_rendered(k, unset)
         assert "topologySpreadConstraints" not in stored["spec"]["template"]["spec"]
