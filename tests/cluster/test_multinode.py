@@ -274,6 +274,9 @@ def test_a_two_replica_model_deployment_spreads_over_the_nodes_and_serves_across
         assert get(k2, "pvc", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
         assert "nodeAffinity" not in _volume(k2, claim)["spec"]
 
+        template = get(k2, "deployment", "iris-serving")["spec"]["template"]["spec"]
+        (spread,) = template["topologySpreadConstraints"]
+        assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == (HOSTNAME, "DoNotSchedule")
         pods = k2.json("get", "pods", "-l", "app.kubernetes.io/instance=iris")["items"]
         placed = {p["spec"]["nodeName"]: p["status"]["podIP"] for p in pods}
         assert sorted(placed) == names, "one serving pod per node"
