@@ -173,6 +173,9 @@ def _summary(kube: Kube, seen: dict[str, Any]) -> str:
         f"  export KUBECONFIG={kube.kubeconfig}",
         f"  kubectl get flywheel -n {NAMESPACE}",
         f"  kubectl describe modelmonitor churn -n {NAMESPACE}",
+        f"  kubectl logs -n {NAMESPACE} job/{seen['v2']['spec']['lineage']['trainingRun']}-train"
+        "   # the retraining Job",
+        f"  kubectl logs -n {SYSTEM} deploy/flywheel --tail 20   # the operator",
         "  make demo-down   # stop the cluster",
     ]
     return "\n".join(lines)

@@ -108,6 +108,10 @@ def command_line(
             "--allow-privileged=true",
             "--profiling=false",
             "--endpoint-reconciler-type=none",
+            f"--kubelet-client-certificate={k / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={k / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={k / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
             *apiserver_args,
         ]
     kubeconfig = d / (
@@ -167,4 +171,7 @@ def _node_command_line(
         *(f"--peer-network-index={i}" for i in indices if i != index),
         f"--node-name={node_name(number)}",
         f"--zone={zone(number)}",
+        f"--kubelet-cert={directory / 'pki' / f'kubelet-{number}.crt'}",
+        f"--kubelet-key={directory / 'pki' / f'kubelet-{number}.key'}",
+        f"--client-ca={directory / 'pki' / 'ca.crt'}",
     ]

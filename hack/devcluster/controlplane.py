@@ -313,6 +313,24 @@ class Cluster:
             ),
         )
         pki.ensure_service_account_key(self.pki)
+        # The kubelet API: the API server's client certificate, each node's serving one.
+        pki.ensure_leaf(
+            self.pki,
+            "apiserver-kubelet-client",
+            ca,
+            common_name="kube-apiserver-kubelet-client",
+            organization="system:masters",
+        )
+        for number, index in enumerate(state.node_indices(), start=1):
+            pki.ensure_leaf(
+                self.pki,
+                f"kubelet-{number}",
+                ca,
+                common_name=f"system:node:{node_name(number)}",
+                organization="system:nodes",
+                server_ips=(str(network.PodNetwork(index).gateway),),
+                server_dns=(node_name(number),),
+            )
         server = f"https://127.0.0.1:{state.ports['apiserver']}"
         users = {
             "kubeconfig": ("admin", "flywheel-admin", "system:masters"),

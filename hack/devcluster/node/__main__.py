@@ -12,6 +12,7 @@ from pathlib import Path
 
 from devcluster.node.agent import Agent, default_node_name
 from devcluster.node.api import Api
+from devcluster.node.kubelet import Tls
 from devcluster.node.network import PodNetwork
 
 DEFAULT_IMAGE_COMMANDS = {
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the pod network of another node of the cluster (repeat per node): routed to",
     )
     parser.add_argument("--zone", default="local-a", help="the topology.kubernetes.io/zone label")
+    parser.add_argument("--kubelet-cert", type=Path, help="serve the kubelet API with this cert")
+    parser.add_argument("--kubelet-key", type=Path)
+    parser.add_argument("--client-ca", type=Path, help="the CA of the kubelet API's clients")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -79,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
                 plan=PodNetwork(args.network_index),
                 peers=tuple(PodNetwork(i) for i in args.peer_network_index),
                 zone=args.zone,
+                kubelet_tls=(
+                    Tls(args.kubelet_cert, args.kubelet_key, args.client_ca)
+                    if args.kubelet_cert
+                    else None
+                ),
             )
             await agent.run()
 

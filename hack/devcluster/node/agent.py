@@ -21,6 +21,7 @@ from typing import Any
 
 from devcluster.node import cgroups, network
 from devcluster.node.api import Api, ApiError
+from devcluster.node.kubelet import KUBELET_PORT, KubeletServer, Tls
 from devcluster.node.pods import NodeContext, PodWorker
 from devcluster.node.status import now_rfc3339
 from devcluster.node.storage import Provisioner
@@ -124,6 +125,7 @@ class Agent:
         plan: network.PodNetwork,
         peers: tuple[network.PodNetwork, ...] = (),
         zone: str = "local-a",
+        kubelet_tls: Tls | None = None,
     ) -> None:
         self.api = api
         self.plan = plan
@@ -133,6 +135,11 @@ class Agent:
         self.node_name = node_name
         self.version = version
         self.forwarder = network.ApiForwarder(plan, api_port)
+        self.kubelet = (
+            None
+            if kubelet_tls is None
+            else KubeletServer(self.find_pod, kubelet_tls, str(plan.gateway), KUBELET_PORT)
+        )
         self.provisioner = Provisioner(api, directory / "volumes", node_name)
         self.workers: dict[str, PodWorker] = {}
         self.stopping = asyncio.Event()
@@ -169,6 +176,8 @@ class Agent:
         network.ensure_bridge(self.plan)
         network.ensure_routing(self.plan, self.peers)
         await self.forwarder.start()
+        if self.kubelet is not None:
+            await self.kubelet.start()
         await self.register()
         await self.provisioner.install_class()
         tasks = [
@@ -200,7 +209,9 @@ class Agent:
         status = {
             **node["status"],
             "conditions": ready_conditions(),
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {
+                "kubeletEndpoint": {"Port": KUBELET_PORT if self.kubelet is not None else 0}
+            },
         }
         await self.api.patch(f"/api/v1/nodes/{self.node_name}/status", {"status": status})
         await self._renew_lease()
@@ -296,6 +307,16 @@ class Agent:
         self.workers[uid] = worker
         worker.start()
 
+    def find_pod(self, namespace: str, name: str) -> PodWorker | None:
+        """The newest pod of that name the node runs or ran (its logs stay until deleted)."""
+        found = [
+            worker
+            for worker in self.workers.values()
+            if worker.pod["metadata"]["namespace"] == namespace
+            and worker.pod["metadata"]["name"] == name
+        ]
+        return found[-1] if found else None
+
     def _forget(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
         worker = self.workers.pop(uid, None)
@@ -312,6 +333,8 @@ class Agent:
         if pending:
             await asyncio.wait(pending, timeout=30)
         await self.forwarder.stop()
+        if self.kubelet is not None:
+            await self.kubelet.stop()
         self.cleanup_leftovers()
         network.remove_bridge(self.plan)
 

@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from devcluster.node import logs
 from devcluster.node.api import Api
 from devcluster.node.cgroups import ContainerCgroup, NodeCgroups
 from devcluster.node.env import ContainerConfigError, container_env, expand
@@ -97,6 +98,10 @@ class PodWorker:
         self.status = StatusWriter(self._write_status, self.path)
         self.dirty = self.status.dirty  # set after every change: the writer sends the status
         self.task: asyncio.Task[None] | None = None
+
+    def container_runs(self) -> dict[str, ContainerRun]:
+        """Every container (init containers too) by name, with its current run."""
+        return {c.run.name: c.run for c in (*self.inits, *self.containers)}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -229,14 +234,7 @@ class PodWorker:
             run_name = f"{c.run.name}-{c.run.restart_count}"
             c.cgroup = await asyncio.to_thread(self.cgroups.container, run_name, c.spec)
             command = c.cgroup.wrap(command)  # joins its cgroups, then runs the container
-            with log_path.open("ab") as out:
-                c.process = await asyncio.create_subprocess_exec(
-                    *command,
-                    env=env,
-                    stdout=out,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            c.process, pumps = await logs.spawn(command, env, log_path)
         except (ContainerConfigError, SandboxError, OSError) as error:
             c.run.state = {
                 "terminated": {
@@ -256,6 +254,7 @@ class PodWorker:
         self.dirty.set()
         c.tasks = [asyncio.create_task(self._probes(c))] if not c.run.init else []
         code = await c.process.wait()
+        await logs.drain(pumps)
         for task in c.tasks:
             task.cancel()
         cgroup, c.cgroup = c.cgroup, None
@@ -325,7 +324,8 @@ class PodWorker:
         )
         policy = c.spec.get("terminationMessagePolicy", "File")
         if not message and code != 0 and policy == "FallbackToLogsOnError":
-            message = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])[-2048:]
+            tail, _ = logs.select(log_path.read_bytes(), logs.LogOptions(tail_lines=80))
+            message = tail.decode(errors="replace").rstrip("\n")[-2048:]
         reason = c.kill_reason or ("Completed" if code == 0 else "Error")
         if code < 0:  # killed by a signal: report as a shell would (128 + signal)
             code = 128 - code
