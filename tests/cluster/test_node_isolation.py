@@ -21,6 +21,15 @@ from flywheel.core.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
 from tests.support.kube import Kubectl, eventually
 
 PYTHON = "python:3.11"  # recorded, not pulled: the node runs the project's environment
+RUNTIME_IN_TMP = sorted(
+    {
+        path.relative_to("/tmp").parts[0]
+        for path in isolation.runtime_dirs(sandbox.PROJECT)
+        if path.is_relative_to("/tmp") and path != Path("/tmp")
+    }
+)
+"""What a container's fresh /tmp shows: nothing, unless the runtime (a checkout, its virtualenv)
+lives under /tmp, which stays visible there (a CI clone under /tmp)."""
 
 LOOK = """
 import json, os
@@ -214,7 +223,7 @@ def test_read_only_mounts_and_a_read_only_root_stay_read_only(k: Kubectl) -> Non
         "/rw/file": "written",
         "/ro/other": "EROFS",
         "/cfg/other": "EROFS",
-        "tmp": [],
+        "tmp": RUNTIME_IN_TMP,
     }
 
 
@@ -245,7 +254,7 @@ def test_a_writable_root_gets_a_fresh_tmp_and_a_read_only_sys(k: Kubectl) -> Non
         str(from_pod): "written",
         "/var/tmp/new-file": "written",
         **SYS,
-        "tmp": [from_pod.name],
+        "tmp": sorted([from_pod.name, *RUNTIME_IN_TMP]),
     }, "the host's /tmp is not the pod's; /sys is read-only, even to root, with no cgroups"
     assert not from_pod.exists()
     assert not Path("/new-file").exists()
@@ -312,7 +321,7 @@ def test_a_flywheel_like_pod_runs_python_from_the_virtualenv(k: Kubectl) -> None
     assert report["uid"] == 65532
     assert (Path(report["prefix"]) / "pyvenv.cfg").is_file(), "the node runs a virtualenv"
     assert Path(report["module"]).is_file()
-    assert report["tmp"] == []
+    assert report["tmp"] == RUNTIME_IN_TMP
 
 
 # The plan itself: which host directories get a mask, a scratch or the runtime back.
@@ -350,7 +359,7 @@ def test_a_checkout_under_tmp_comes_back_and_the_root_and_missing_paths_are_neve
 
 
 SEE = """
-import json, os, flywheel
+import json, os, yaml  # a package of the virtualenv: the runtime works
 def look(path):
     try:
         if os.path.isdir(path):
