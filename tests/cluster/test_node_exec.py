@@ -151,7 +151,7 @@ def test_exec_with_a_tty(k: Kubectl, exec_env: dict[str, str]) -> None:
     assert code == 4, output
     assert "tty True True os.terminal_size(columns=101, lines=33)" in output
     assert "term xterm" in output
-    assert "err" in output, "stderr goes to the terminal too"
+    assert "\r\nerr\r\n" in output, "stderr goes to the terminal too (onlcr: CR LF)"
 
 
 def test_exec_errors_are_clear(k: Kubectl, exec_env: dict[str, str]) -> None:
