@@ -1,4 +1,5 @@
-"""The kubelet API the API server calls on a node: container logs (`kubectl logs`).
+"""The kubelet API the API server calls on a node: container logs (`kubectl logs`), exec
+(`kubectl exec`) and port-forward (`kubectl port-forward`).
 
 Served over HTTPS on the node's InternalIP, port 10250 (`status.daemonEndpoints`), with a
 serving certificate from the cluster CA naming that address; only clients with a certificate
@@ -9,8 +10,14 @@ and the API server verifies the node (`--kubelet-certificate-authority`).
 `previous`, `timestamps`, `tailLines`, `limitBytes`, `sinceSeconds` and `sinceTime`; a chunked
 body that, with `follow`, ends when the container instance does; 400 with the kubelet's words
 for a container that has not run (`is waiting to start`) or has no previous instance, 404 for a
-pod or container it does not know. `exec`, `attach` and `portForward` (SPDY upgrades) are
-answered 501 with what to do instead.
+pod or container it does not know.
+
+`/exec/<namespace>/<pod>/<container>` and `/portForward/<namespace>/<pod>` (POST or GET, with
+or without the pod's UID after its name) upgrade the connection to SPDY/3.1 (`upgrade`) and run
+the remote command protocol (`remotecommand`) or the port-forward protocol (`portforward`) on
+it; before the upgrade, 404 for a pod or container the node does not know and 400 for a
+container that is not running or a request without streams. `attach` is refused with a status
+on the upgraded connection (kubectl prints its message), `run` with 501.
 """
 
 from __future__ import annotations
@@ -26,15 +33,18 @@ from typing import Protocol
 
 from aiohttp import web
 
+from devcluster.node import portforward, remotecommand, upgrade
 from devcluster.node.logs import LogOptions, limited, parse_time, select
+from devcluster.node.spdy import Session
 from devcluster.node.status import ContainerRun
 
 KUBELET_PORT = 10250
 FOLLOW_POLL = 0.2
 NOT_SERVED = (
-    "the local node serves container logs only: exec, attach and port-forward are not "
-    "implemented (docs/local-cluster.md); reach a pod by its IP instead"
+    "the local node does not implement attach (docs/local-cluster.md): use kubectl logs -f "
+    "for a container's output, or kubectl exec"
 )
+"""The answer to `attach`."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,17 @@ class PodLogs(Protocol):
 
     def container_runs(self) -> dict[str, ContainerRun]:
         """Every container (init containers too) by name, with its current run."""
+        ...
+
+
+class KubeletPod(PodLogs, Protocol):
+    """What the server uses of a pod the node runs: its logs, its IP, running commands in it."""
+
+    pod_ip: str | None
+
+    def exec_command(self, name: str, argv: list[str]) -> tuple[list[str], int] | None:
+        """The host command line running `argv` in the running container `name`, and the pid
+        of the container's process (None when it is not running)."""
         ...
 
 
@@ -138,33 +159,107 @@ class KubeletServer:
     """The node's HTTPS endpoint for the API server."""
 
     def __init__(
-        self, find: Callable[[str, str], PodLogs | None], tls: Tls, host: str, port: int
+        self, find: Callable[[str, str], KubeletPod | None], tls: Tls, host: str, port: int
     ) -> None:
         self.find = find
         self.tls = tls
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
+        self._sessions: set[Session] = set()
 
     async def start(self) -> None:
         """Listen."""
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
-        for verb in ("exec", "attach", "portForward", "run"):
-            app.router.add_route("*", f"/{verb}/{{rest:.*}}", self._not_served)
+        for method in ("GET", "POST"):
+            for path in ("/{namespace}/{pod}/{container}", "/{namespace}/{pod}/{uid}/{container}"):
+                app.router.add_route(method, "/exec" + path, self._exec)
+            for path in ("/{namespace}/{pod}", "/{namespace}/{pod}/{uid}"):
+                app.router.add_route(method, "/portForward" + path, self._port_forward)
+            for path in ("/{namespace}/{pod}/{container}", "/{namespace}/{pod}/{uid}/{container}"):
+                app.router.add_route(method, "/attach" + path, self._attach)
+        app.router.add_route("*", "/run/{rest:.*}", self._not_served)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls.context())
         await site.start()
 
     async def stop(self) -> None:
-        """Stop listening; open log streams end."""
+        """Stop listening; open log streams, exec and port-forward sessions end."""
+        for session in list(self._sessions):
+            session.feed_eof()
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()
 
     async def _not_served(self, request: web.Request) -> web.Response:
-        return web.Response(status=501, text=NOT_SERVED)
+        return web.Response(status=501, text="the local node does not implement /run")
+
+    def _pod(self, request: web.Request) -> KubeletPod:
+        namespace, name = request.match_info["namespace"], request.match_info["pod"]
+        pod = self.find(namespace, name)
+        if pod is None:
+            raise upgrade.UpgradeError(404, f'pod "{name}" does not exist')
+        return pod
+
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        name, container = request.match_info["pod"], request.match_info["container"]
+        try:
+            pod = self._pod(request)
+            options = remotecommand.exec_options(request.query, request.query.getall("command", []))
+            if not options.command:
+                raise ValueError("you must specify a command")
+            if container not in pod.container_runs():
+                raise upgrade.UpgradeError(
+                    404, f'container "{container}" not found in pod "{name}"'
+                )
+            found = pod.exec_command(container, options.command)
+            if found is None:
+                raise upgrade.UpgradeError(
+                    400, f'container "{container}" in pod "{name}" is not running'
+                )
+            protocol = upgrade.negotiate(request, remotecommand.PROTOCOLS)
+        except ValueError as error:
+            return web.Response(status=400, text=str(error))
+        except upgrade.UpgradeError as error:
+            return error.response()
+        argv, pid = found
+        env = remotecommand.container_environ(pid)
+        return await upgrade.serve(
+            request,
+            protocol,
+            lambda session: remotecommand.serve(session, options, argv, env),
+            self._sessions,
+        )
+
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        """Refused, but over the upgraded connection: kubectl shows a status, not a 501."""
+        try:
+            self._pod(request)
+            options = remotecommand.exec_options(request.query, [])
+            protocol = upgrade.negotiate(request, remotecommand.PROTOCOLS)
+        except ValueError as error:
+            return web.Response(status=400, text=str(error))
+        except upgrade.UpgradeError as error:
+            return error.response()
+        return await upgrade.serve(
+            request, protocol, lambda session: remotecommand.refuse(session, options, NOT_SERVED)
+        )
+
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["pod"]
+        try:
+            pod = self._pod(request)
+            protocol = upgrade.negotiate(request, portforward.PROTOCOLS)
+        except upgrade.UpgradeError as error:
+            return error.response()
+        return await upgrade.serve(
+            request,
+            protocol,
+            lambda session: portforward.serve(session, name, pod.pod_ip),
+            self._sessions,
+        )
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         namespace, name = request.match_info["namespace"], request.match_info["pod"]

@@ -26,7 +26,7 @@ from devcluster.node.cgroups import ContainerCgroup, NodeCgroups
 from devcluster.node.env import ContainerConfigError, container_env, expand
 from devcluster.node.network import Addresses, PodNetwork
 from devcluster.node.probes import probe
-from devcluster.node.sandbox import ContainerRoot, Mount, Sandbox, SandboxError
+from devcluster.node.sandbox import ContainerRoot, Mount, Sandbox, SandboxError, run_as
 from devcluster.node.status import ContainerRun, now_rfc3339, pod_status
 from devcluster.node.status_writer import StatusWriter, persist
 from devcluster.node.volumes import HostVolume, prepare_volumes
@@ -227,7 +227,7 @@ class PodWorker:
             c.root, c.term_log = await self._root(c)
             log_path = self.directory / "logs" / f"{c.run.name}-{c.run.restart_count}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            user = _user(self.pod, c.spec)
+            user = run_as(self.pod, c.spec)
             command = self.sandbox.command(
                 c.root, argv, cwd=c.spec.get("workingDir", ""), user=user
             )
@@ -398,14 +398,26 @@ class PodWorker:
         await self._probe_until(c, spec, want=False, threshold_on_success=True)
         await self._kill(c, "liveness probe failed")
 
+    def exec_command(
+        self, name: str, argv: list[str], cwd: str | None = None
+    ) -> tuple[list[str], int] | None:
+        """The host command line running `argv` inside the running container `name` (its
+        namespaces, root, user, cgroups: probes and exec count there; in its workingDir unless
+        `cwd`), and the pid of the container's process; None when it is not running."""
+        c = next((c for c in (*self.inits, *self.containers) if c.run.name == name), None)
+        if c is None or c.root is None or c.process is None or c.process.returncode is not None:
+            return None
+        cwd = c.spec.get("workingDir", "") if cwd is None else cwd
+        command = self.sandbox.command(c.root, argv, cwd=cwd, user=run_as(self.pod, c.spec))
+        return (command if c.cgroup is None else c.cgroup.wrap(command)), c.process.pid
+
     def _exec_in(self, c: Running) -> Any:
         async def run(argv: list[str], timeout: float) -> int:
-            assert c.root is not None
-            command = self.sandbox.command(c.root, argv, cwd="/", user=_user(self.pod, c.spec))
-            if c.cgroup is not None:  # probes run (and count) inside the container's groups
-                command = c.cgroup.wrap(command)
+            found = self.exec_command(c.run.name, argv, "/")
+            if found is None:  # it has just exited
+                return -1
             process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                *found[0], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
             )
             try:
                 return await asyncio.wait_for(process.wait(), timeout)
@@ -459,18 +471,6 @@ class PodWorker:
         )
         answer = await self.ctx.api.patch(self.path + "/status", {"status": status})
         self.pod = {**self.pod, "status": answer.get("status", status)}
-
-
-def _user(pod: Obj, container: Obj) -> tuple[int, int] | None:
-    """The uid:gid the container runs as (None: root, the host default)."""
-    pod_ctx = pod["spec"].get("securityContext") or {}
-    ctx = {**pod_ctx, **(container.get("securityContext") or {})}
-    uid = ctx.get("runAsUser")
-    if uid is None and ctx.get("runAsNonRoot"):
-        uid = 65532  # images of this project run as 65532; the node cannot read image metadata
-    if uid is None or uid == 0:
-        return None
-    return int(uid), int(ctx.get("runAsGroup", uid))
 
 
 async def _signal_and_wait(c: Running, grace: float) -> None:

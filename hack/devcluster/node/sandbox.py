@@ -23,6 +23,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devcluster.node import isolation
 from devcluster.node.network import PodNetwork, create_pod_network, delete_pod_network
@@ -144,6 +145,18 @@ class Sandbox:
             _kill_group(self.pause.pid, signal.SIGKILL)
             await self.pause.wait()
         await asyncio.to_thread(delete_pod_network, self.netns)
+
+
+def run_as(pod: dict[str, Any], container: dict[str, Any]) -> tuple[int, int] | None:
+    """The uid:gid the container runs as (None: root, the host default)."""
+    pod_ctx = pod["spec"].get("securityContext") or {}
+    ctx = {**pod_ctx, **(container.get("securityContext") or {})}
+    uid = ctx.get("runAsUser")
+    if uid is None and ctx.get("runAsNonRoot"):
+        uid = 65532  # images of this project run as 65532; the node cannot read image metadata
+    if uid is None or uid == 0:
+        return None
+    return int(uid), int(ctx.get("runAsGroup", uid))
 
 
 PROJECT = Path(__file__).resolve().parents[3]
