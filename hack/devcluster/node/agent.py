@@ -161,6 +161,7 @@ class Agent:
             backoff_base=backoff_base,
             addresses=network.Addresses(plan),
             network=plan,
+            node_name=node_name,
             cgroups=cgroups.NodeCgroups(
                 plan.index, directory / cgroups.RECORD, pod_pids=cgroups.pod_pids_limit()
             ),

@@ -20,13 +20,14 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from devcluster.node import logs
+from devcluster.node import events, launch, logs
 from devcluster.node.api import Api
 from devcluster.node.cgroups import ContainerCgroup, NodeCgroups
 from devcluster.node.env import ContainerConfigError, container_env, expand
+from devcluster.node.launch import Launch
 from devcluster.node.network import Addresses, PodNetwork
 from devcluster.node.probes import probe
-from devcluster.node.sandbox import ContainerRoot, Mount, Sandbox, SandboxError, run_as
+from devcluster.node.sandbox import ContainerRoot, Mount, Sandbox, SandboxError
 from devcluster.node.status import ContainerRun, now_rfc3339, pod_status
 from devcluster.node.status_writer import StatusWriter, persist
 from devcluster.node.volumes import HostVolume, prepare_volumes
@@ -50,6 +51,7 @@ class NodeContext:
     network: PodNetwork = field(default_factory=PodNetwork)
     addresses: Addresses = field(default_factory=lambda: Addresses(PodNetwork()))
     cgroups: NodeCgroups = field(default_factory=NodeCgroups.disabled)
+    node_name: str = ""
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Running:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     kill_reason: str | None = None
     cgroup: ContainerCgroup | None = None
+    launch: Launch | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -223,18 +227,19 @@ class PodWorker:
         """Start the container, watch it until it exits, record how it ended."""
         c.kill_reason = None
         try:
-            env, argv = await self._command(c)
-            c.root, c.term_log = await self._root(c)
+            c.launch, c.env, argv = await self._command(c)
+            if c.run.restart_count == 0:
+                await self._said_where_from(c.run.name, c.launch, c.spec.get("image", ""))
+            c.root, c.term_log = await self._root(c, c.launch.lower)
             log_path = self.directory / "logs" / f"{c.run.name}-{c.run.restart_count}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            user = run_as(self.pod, c.spec)
             command = self.sandbox.command(
-                c.root, argv, cwd=c.spec.get("workingDir", ""), user=user
+                c.root, argv, cwd=c.launch.working_dir, user=c.launch.user
             )
             run_name = f"{c.run.name}-{c.run.restart_count}"
             c.cgroup = await asyncio.to_thread(self.cgroups.container, run_name, c.spec)
             command = c.cgroup.wrap(command)  # joins its cgroups, then runs the container
-            c.process, pumps = await logs.spawn(command, env, log_path)
+            c.process, pumps = await logs.spawn(command, c.env, log_path)
         except (ContainerConfigError, SandboxError, OSError) as error:
             c.run.state = {
                 "terminated": {
@@ -264,38 +269,32 @@ class PodWorker:
         c.run.state = {"terminated": self._terminated(c, code, started, log_path)}
         self.dirty.set()
 
-    async def _command(self, c: Running) -> tuple[dict[str, str], list[str]]:
-        env = await container_env(
-            self.pod, c.spec, self._fetch, base=self._base_env(), host=self.ctx.host_resources
+    async def _command(self, c: Running) -> tuple[Launch, dict[str, str], list[str]]:
+        how = launch.plan(
+            self.pod, c.spec, host_env=self.ctx.base_env, image_commands=self.ctx.image_commands
         )
-        argv = [*c.spec.get("command", []), *c.spec.get("args", [])]
-        if not c.spec.get("command"):
-            image = c.spec.get("image", "")
-            default = next(
-                (
-                    cmd
-                    for prefix, cmd in self.ctx.image_commands.items()
-                    if image.startswith(prefix)
-                ),
-                None,
-            )
-            if default is None:
-                raise ContainerConfigError(
-                    f"container {c.run.name} has no command and image {image!r} has no local "
-                    "mapping (the local node runs commands, not images; see docs/local-cluster.md)"
-                )
-            argv = [*default, *c.spec.get("args", [])]
-        return env, [expand(a, env) for a in argv]
+        env = await container_env(
+            self.pod, c.spec, self._fetch, base=how.base_env, host=self.ctx.host_resources
+        )
+        return how, env, [expand(a, env) for a in how.argv]
 
-    def _base_env(self) -> dict[str, str]:
-        return {**self.ctx.base_env, "HOSTNAME": self.pod["metadata"]["name"]}
+    async def _said_where_from(self, container: str, how: Launch, image: str) -> None:
+        if how.image is not None:
+            reason, message = "Pulled", f'Container image "{image}" already present on machine'
+        else:
+            reason = "HostRuntime"
+            message = (
+                f'Image "{image}" is not in the local image store (make images-local): the '
+                "container runs from the host's environment (docs/local-cluster.md)"
+            )
+        await events.record(self.ctx.api, self.pod, container, self.ctx.node_name, reason, message)
 
     async def _fetch(self, kind: str, name: str) -> Obj | None:
         resource = "configmaps" if kind == "ConfigMap" else "secrets"
         namespace = self.pod["metadata"]["namespace"]
         return await self.ctx.api.get_or_none(f"/api/v1/namespaces/{namespace}/{resource}/{name}")
 
-    async def _root(self, c: Running) -> tuple[ContainerRoot, Path]:
+    async def _root(self, c: Running, lower: Path | None) -> tuple[ContainerRoot, Path]:
         mounts = []
         for item in c.spec.get("volumeMounts", []):
             volume = self.volumes.get(item["name"])
@@ -314,7 +313,7 @@ class PodWorker:
         mounts.append(Mount(term_log, c.spec.get("terminationMessagePath", "/dev/termination-log")))
         read_only = bool((c.spec.get("securityContext") or {}).get("readOnlyRootFilesystem"))
         root = await self.sandbox.prepare_root(
-            f"{c.run.name}-{c.run.restart_count}", mounts, read_only=read_only
+            f"{c.run.name}-{c.run.restart_count}", mounts, read_only=read_only, lower=lower
         )
         return root, term_log
 
@@ -407,8 +406,9 @@ class PodWorker:
         c = next((c for c in (*self.inits, *self.containers) if c.run.name == name), None)
         if c is None or c.root is None or c.process is None or c.process.returncode is not None:
             return None
-        cwd = c.spec.get("workingDir", "") if cwd is None else cwd
-        command = self.sandbox.command(c.root, argv, cwd=cwd, user=run_as(self.pod, c.spec))
+        how = c.launch
+        cwd = (how.working_dir if how else "") if cwd is None else cwd
+        command = self.sandbox.command(c.root, argv, cwd=cwd, user=how.user if how else None)
         return (command if c.cgroup is None else c.cgroup.wrap(command)), c.process.pid
 
     def _exec_in(self, c: Running) -> Any:
@@ -417,7 +417,10 @@ class PodWorker:
             if found is None:  # it has just exited
                 return -1
             process = await asyncio.create_subprocess_exec(
-                *found[0], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                *found[0],
+                env=c.env or None,  # as the container: its PATH finds the probe's command
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )
             try:
                 return await asyncio.wait_for(process.wait(), timeout)

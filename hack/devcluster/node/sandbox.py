@@ -23,7 +23,6 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from devcluster.node import isolation
 from devcluster.node.network import PodNetwork, create_pod_network, delete_pod_network
@@ -49,6 +48,8 @@ class ContainerRoot:
     work: Path
     mounts: list[Mount] = field(default_factory=list)
     layers: list[isolation.Layer] = field(default_factory=list)
+    lower: str = "/"
+    """The overlay's lower layer: the host root, or an image's root file system."""
 
 
 class SandboxError(Exception):
@@ -63,6 +64,7 @@ class Sandbox:
         self.netns = netns
         self.plan = plan
         self.hostname = hostname or netns
+        self.address = ""
         self.pause: asyncio.subprocess.Process | None = None
 
     @property
@@ -74,6 +76,7 @@ class Sandbox:
     async def start(self, address: str) -> None:
         """Create the network namespace and the pause process."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.address = address
         await asyncio.to_thread(create_pod_network, self.plan, self.netns, address)
         self.pause = await asyncio.create_subprocess_exec(
             "ip",
@@ -119,16 +122,36 @@ class Sandbox:
             raise SandboxError(f"setting up the container root failed: {output.decode()[-1500:]}")
 
     async def prepare_root(
-        self, name: str, mounts: list[Mount], *, read_only: bool
+        self, name: str, mounts: list[Mount], *, read_only: bool, lower: Path | None = None
     ) -> ContainerRoot:
-        """A fresh root for one run of a container."""
+        """A fresh root for one run of a container: over the host root (hiding the host's
+        state), or over an image's root file system (`lower`: nothing of the host to hide; the
+        pod's /etc/hosts and /etc/hostname mounted in)."""
         base = self.directory / "containers" / name
-        # The pod directory is <node dir>/pods/<uid>.
-        layers = isolation.host_view(self.directory.parents[1], PROJECT)
-        mounts = [*mounts, *_shadowed_environment(mounts, layers)]
+        if lower is None:
+            # The pod directory is <node dir>/pods/<uid>.
+            layers = isolation.host_view(self.directory.parents[1], PROJECT)
+            mounts = [*mounts, *_shadowed_environment(mounts, layers)]
+        else:
+            layers = []
+            mounts = [*self._etc_files(), *mounts]
         root = ContainerRoot(base / "rootfs", base / "upper", base / "work", mounts, layers)
+        if lower is not None:
+            root.lower = str(lower)
         await self.shell(_root_script(root, read_only=read_only))
         return root
+
+    def _etc_files(self) -> list[Mount]:
+        """The pod's /etc/hosts and /etc/hostname, as the kubelet writes them."""
+        etc = self.directory / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hostname").write_text(f"{self.hostname}\n")
+        address = self.address or "127.0.1.1"
+        (etc / "hosts").write_text(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost "
+            f"ip6-localhost ip6-loopback\n{address}\t{self.hostname}\n"
+        )
+        return [Mount(etc / "hosts", "/etc/hosts"), Mount(etc / "hostname", "/etc/hostname")]
 
     def command(
         self, root: ContainerRoot, argv: list[str], *, cwd: str, user: tuple[int, int] | None
@@ -145,18 +168,6 @@ class Sandbox:
             _kill_group(self.pause.pid, signal.SIGKILL)
             await self.pause.wait()
         await asyncio.to_thread(delete_pod_network, self.netns)
-
-
-def run_as(pod: dict[str, Any], container: dict[str, Any]) -> tuple[int, int] | None:
-    """The uid:gid the container runs as (None: root, the host default)."""
-    pod_ctx = pod["spec"].get("securityContext") or {}
-    ctx = {**pod_ctx, **(container.get("securityContext") or {})}
-    uid = ctx.get("runAsUser")
-    if uid is None and ctx.get("runAsNonRoot"):
-        uid = 65532  # images of this project run as 65532; the node cannot read image metadata
-    if uid is None or uid == 0:
-        return None
-    return int(uid), int(ctx.get("runAsGroup", uid))
 
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -216,7 +227,7 @@ def _root_script(root: ContainerRoot, *, read_only: bool) -> str:
     lines = [
         f"rm -rf {q(str(root.upper))} {q(str(root.work))}",
         f"mkdir -p {q(m)} {q(str(root.upper))} {q(str(root.work))}",
-        f"mount -t overlay overlay -o lowerdir=/,upperdir={q(str(root.upper))},"
+        f"mount -t overlay overlay -o lowerdir={q(root.lower)},upperdir={q(str(root.upper))},"
         f"workdir={q(str(root.work))} {q(m)}",
         f"mount -t proc proc {q(m)}/proc",
         f"mount --rbind /sys {q(m)}/sys",
