@@ -2,11 +2,13 @@
 
 For each recipe the content digest (images.digest over the Dockerfile and what it copies, salted
 with the base's recipe, the build arguments and this builder's format) is compared with the one
-the store records: equal is a cache hit and nothing runs, not even buildah. Otherwise the base
-image is made when the storage lacks it, the Dockerfile is built with buildah (whose layer cache
-keeps a source-only change from reinstalling the dependencies), and the image is unpacked into
-`<root>/<digest>/` and published in the store's index. Every step prints one progress line with
-its duration. One build at a time per cache: an flock on `<root>/lock`.
+the store records: equal is a cache hit and nothing runs, not even buildah. A digest whose
+directory is still kept (another checkout built the reference since) is published again, also
+without a build. Otherwise the base image is made when the storage lacks it, the Dockerfile is
+built with buildah (whose layer cache keeps a source-only change from reinstalling the
+dependencies), and the image is unpacked into `<root>/<digest>/` and published in the store's
+index. Every step prints one progress line with its duration. One build at a time per cache:
+an flock on `<root>/lock`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from images import base, tools
 from images.buildah import Buildah, Step
 from images.digest import tree_digest
 from images.recipes import Recipe, default_recipes
-from images.store import Image, images_root, lookup, prune, publish
+from images.store import Image, images_root, load, lookup, prune, publish
 
 # Bump when the build or the unpacking changes what ends up in the store.
 FORMAT = "flywheel-images/1"
@@ -165,6 +167,13 @@ def ensure_images(
             if image is not None and image.digest == digest and not force:
                 progress(f"{recipe.name}: {recipe.ref} up to date (digest {digest[:12]})")
                 result[recipe.ref] = image
+                continue
+            # Unpacked earlier and still kept (another checkout built the reference since).
+            earlier = None if force else load(root / digest, recipe.ref)
+            if earlier is not None:
+                publish(root, recipe.ref, digest)
+                progress(f"{recipe.name}: {recipe.ref} unpacked earlier (digest {digest[:12]})")
+                result[recipe.ref] = earlier
             else:
                 todo.append((recipe, digest))
         if not todo:
