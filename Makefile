@@ -107,6 +107,18 @@ cluster-env: $(STAMP) ## Print exports for the cluster: eval "$$(make -s cluster
 clean: ## Remove the virtualenv and caches.
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
+##@ Images without Docker (mmdebstrap + buildah; the same Dockerfiles as `make images`)
+
+IMAGES := PYTHONPATH=hack $(BIN)/python -m images
+
+.PHONY: images-local
+images-local: $(STAMP) ## Build both images with buildah, unpacked for the local node (cached by content).
+	$(IMAGES) build
+
+.PHONY: images-show
+images-show: $(STAMP) ## The locally built images: reference, root file system, command, user, size.
+	@$(IMAGES) show
+
 ##@ Try it on kind (needs Docker and kind; not used by the tests)
 
 KIND ?= kind
