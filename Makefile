@@ -58,7 +58,7 @@ fmt: $(STAMP) ## Format and auto-fix.
 	$(BIN)/ruff check --fix operator serving hack bench tests
 
 .PHONY: demo
-demo: $(STAMP) ## The whole loop on the local cluster, narrated (builds the cluster binaries if needed).
+demo: $(STAMP) images-local ## The whole loop on the local cluster, narrated, its pods from the real images (builds binaries and images if needed).
 	PYTHONPATH=hack $(BIN)/python -m demo --cluster-dir $(CLUSTER_DIR)
 
 .PHONY: demo-down
@@ -66,7 +66,7 @@ demo-down: $(STAMP) ## Stop the demo's cluster; nothing is left running.
 	$(DEVCLUSTER) down --dir $(CLUSTER_DIR)
 
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite.
+test: $(STAMP) images-local ## Run the whole test suite (the cluster's Flywheel pods run from the images).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: run

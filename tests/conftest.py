@@ -1,11 +1,12 @@
 """Fixtures shared by the suites that need a real control plane (tests/cluster, tests/e2e).
 
-The session starts a local cluster once (hack/devcluster: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and the local node from pinned upstream builds) in a
-temporary directory, or reuses one given by FLYWHEEL_TEST_KUBECONFIG. It installs crds/ and
-gives every test its own namespace (removed afterwards). If the binaries cannot be built or the
-cluster cannot start, the tests FAIL with the log tail. Fixtures are lazy: the unit and serving
-suites start nothing.
+The session builds (or reuses) the operator and serving images (`make images-local`: the local
+node runs Flywheel's pods from them), then starts a local cluster once (hack/devcluster: etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and the local node from pinned upstream
+builds) in a temporary directory, or reuses one given by FLYWHEEL_TEST_KUBECONFIG. It installs
+crds/ and gives every test its own namespace (removed afterwards). If the binaries cannot be
+built or the cluster cannot start, the tests FAIL with the log tail. Fixtures are lazy: the unit
+and serving suites start nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import pytest
 
 from devcluster.binaries import BuildError, ensure_binaries
 from devcluster.controlplane import Cluster, ClusterError
+from images.build import ensure_images
+from images.buildah import BuildFailed
+from images.tools import ToolsMissing
 from tests.support.examples import CRDS
 from tests.support.kube import Kubectl, eventually
 
@@ -31,6 +35,10 @@ def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
         binaries = ensure_binaries()
     except BuildError as error:
         pytest.fail(f"cannot build the control-plane binaries: {error}", pytrace=False)
+    try:  # the operator's and the model server's pods run from images of this very tree
+        ensure_images()
+    except (ToolsMissing, BuildFailed) as error:
+        pytest.fail(f"cannot build the images: {error}", pytrace=False)
     given = os.environ.get("FLYWHEEL_TEST_KUBECONFIG")
     cluster: Cluster | None = None
     if given:
