@@ -16,6 +16,7 @@ reader never sees half an image.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -110,10 +111,39 @@ def publish(root: Path, ref: str, digest: str) -> None:
     partial.replace(root / INDEX)
 
 
+IN_USE = "in-use.lock"
+"""In a digest directory: a local node holds a shared lock on it while a container runs from it."""
+
+
+def pin(image: Image) -> int:
+    """Keep `image` from being pruned while the returned descriptor is open (a shared lock;
+    closing the descriptor, or the holder's exit, releases it)."""
+    fd = os.open(image.directory / IN_USE, os.O_RDONLY | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def in_use(directory: Path) -> bool:
+    """Whether a container runs from the image in `directory` now."""
+    try:
+        fd = os.open(directory / IN_USE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def prune(root: Path) -> list[Path]:
     """Remove digest directories the index names neither as current nor as previous (one
-    generation is kept: a pod started from it may still run) and unpacking leftovers of an
-    interrupted build (the caller holds the build lock). The removed directories."""
+    generation is kept: a pod started from it may still run) unless a container runs from them
+    (`pin`; another checkout may have built the same reference meanwhile), and unpacking
+    leftovers of an interrupted build (the caller holds the build lock). The removed
+    directories."""
     keep = {
         str(entry.get(key))
         for entry in _read_index(root).values()
@@ -121,7 +151,7 @@ def prune(root: Path) -> list[Path]:
     }
     removed = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
-        stale = DIGEST_DIR.match(path.name) and path.name not in keep
+        stale = DIGEST_DIR.match(path.name) and path.name not in keep and not in_use(path)
         if stale or (path.name.endswith(".partial") and path.is_dir()):
             shutil.rmtree(path)
             removed.append(path)

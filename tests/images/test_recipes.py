@@ -6,6 +6,7 @@ store's index reads back what was published."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from flywheel.settings import OperatorSettings
 from images.build import ensure_images, image_digest
 from images.digest import copy_sources, instructions, tree_digest
 from images.recipes import OPERATOR_REF, REPO, SERVING_REF, Recipe, default_recipes
-from images.store import lookup, prune, publish
+from images.store import in_use, lookup, pin, prune, publish
 
 DOCKERFILES = [REPO / "operator" / "Dockerfile", REPO / "serving" / "Dockerfile"]
 
@@ -157,3 +158,24 @@ def test_a_kept_digest_is_published_again_without_a_build(tmp_path: Path) -> Non
     assert found[recipe.ref].digest == wanted
     assert lookup(recipe.ref, tmp_path) == found[recipe.ref]
     assert lines == [f"serving: {recipe.ref} unpacked earlier (digest {wanted[:12]})"]
+
+
+def test_an_image_a_container_runs_from_is_not_pruned_until_released(tmp_path: Path) -> None:
+    digests = [c * 64 for c in "abcd"]
+    for digest in digests[:2]:
+        _fake_image(tmp_path, digest)
+        publish(tmp_path, SERVING_REF, digest)
+    running = lookup(SERVING_REF, tmp_path)
+    assert running is not None
+    held = pin(running)  # a local node runs a container from b
+    try:
+        for digest in digests[2:]:  # another checkout builds twice meanwhile
+            _fake_image(tmp_path, digest)
+            publish(tmp_path, SERVING_REF, digest)
+        assert in_use(tmp_path / digests[1])
+        assert prune(tmp_path) == [tmp_path / digests[0]], "b is neither current nor previous"
+        assert (running.rootfs).is_dir(), "but a container runs from it"
+    finally:
+        os.close(held)
+    assert not in_use(tmp_path / digests[1])
+    assert prune(tmp_path) == [tmp_path / digests[1]]

@@ -10,6 +10,7 @@ the host's environment, the project's installed virtualenv standing in for the i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from devcluster.node.env import ContainerConfigError
 from devcluster.node.image import Image, lookup, run_of
+from images.store import pin
 
 Obj = dict[str, Any]
 NON_ROOT = 65532
@@ -81,3 +83,11 @@ def host_user(pod: Obj, container: Obj) -> tuple[int, int] | None:
     if uid is None or uid == 0:
         return None
     return int(uid), int(ctx.get("runAsGroup", uid))
+
+
+def pinned(how: Launch | None, held: int | None) -> int | None:
+    """Pin the image `how` runs from (`images.store.pin`), releasing the pin `held` before;
+    None without an image."""
+    if held is not None:
+        os.close(held)
+    return None if how is None or how.image is None else pin(how.image)

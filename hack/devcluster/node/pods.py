@@ -67,6 +67,8 @@ class Running:
     kill_reason: str | None = None
     cgroup: ContainerCgroup | None = None
     launch: Launch | None = None
+    pin: int | None = None
+    """Keeps the image it runs from in the store (a descriptor; closed at teardown)."""
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -228,6 +230,7 @@ class PodWorker:
         c.kill_reason = None
         try:
             c.launch, c.env, argv = await self._command(c)
+            c.pin = launch.pinned(c.launch, c.pin)
             if c.run.restart_count == 0:
                 await self._said_where_from(c.run.name, c.launch, c.spec.get("image", ""))
             c.root, c.term_log = await self._root(c, c.launch.lower)
@@ -449,6 +452,8 @@ class PodWorker:
         return float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
 
     async def _teardown(self) -> None:
+        for c in (*self.inits, *self.containers):
+            launch.pinned(None, c.pin)
         await asyncio.to_thread(self.cgroups.remove, self.path)  # kills what is left in them
         await self.sandbox.stop()
         if self.address is not None:
