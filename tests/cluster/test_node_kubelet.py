@@ -4,7 +4,13 @@ side verified by the cluster CA) and the node answers as the kubelet does."""
 from __future__ import annotations
 
 import re
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support.kube import Kubectl, eventually
 
@@ -91,3 +97,32 @@ def test_logs_follow_a_running_container_to_its_end_and_previous_shows_the_run_b
     assert k("logs", "runs", "--previous").splitlines() == ["run 1"]
     _phase(k, "runs", "Succeeded")
     assert k("logs", "runs").splitlines()[0] == "run 2"
+
+
+def _kubelet_get(url: str, pki: Path, client: str | None) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    if client is not None:
+        context.load_cert_chain(pki / f"{client}.crt", pki / f"{client}.key")
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_the_kubelet_api_serves_the_api_servers_client_and_admins_only(k: Kubectl) -> None:
+    k.apply(_pod("quiet", TALK))
+    _phase(k, "quiet", "Succeeded")
+    (node,) = k.json("get", "nodes")["items"]
+    address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+    url = f"https://{address}:10250/containerLogs/{k.namespace}/quiet/main?tailLines=1"
+    pki = k.kubeconfig.parent / "pki"
+    assert _kubelet_get(url, pki, "apiserver-kubelet-client") == (200, "err 3\n")
+    assert _kubelet_get(url, pki, "admin") == (200, "err 3\n"), "system:masters"
+    status, text = _kubelet_get(url, pki, "scheduler")  # a client of the cluster CA, not allowed
+    assert status == 403
+    assert "Forbidden (user=system:kube-scheduler, verb=get" in text
+    assert "resource=nodes, subresource=proxy" in text
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # no client certificate
+        _kubelet_get(url, pki, None)

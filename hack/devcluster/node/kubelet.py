@@ -3,7 +3,9 @@
 
 Served over HTTPS on the node's InternalIP, port 10250 (`status.daemonEndpoints`), with a
 serving certificate from the cluster CA naming that address; only clients with a certificate
-from the cluster CA are served (the API server's kubelet client, `--kubelet-client-certificate`),
+from the cluster CA are served, and of those only the API server's kubelet client
+(`--kubelet-client-certificate`, CN kube-apiserver-kubelet-client) and cluster admins
+(O=system:masters) are authorised; anyone else gets 403,
 and the API server verifies the node (`--kubelet-certificate-authority`).
 
 `GET /containerLogs/<namespace>/<pod>/<container>` answers as the kubelet does: `follow`,
@@ -25,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -170,7 +172,7 @@ class KubeletServer:
 
     async def start(self) -> None:
         """Listen."""
-        app = web.Application()
+        app = web.Application(middlewares=[_authorized])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         for method in ("GET", "POST"):
             for path in ("/{namespace}/{pod}/{container}", "/{namespace}/{pod}/{uid}/{container}"):
@@ -311,3 +313,35 @@ async def stream(source: LogSource, options: LogOptions, sink: Sink, *, follow: 
         if options.limit_bytes is not None and sent >= options.limit_bytes:
             return
         await asyncio.sleep(FOLLOW_POLL)
+
+
+API_SERVER_CLIENT = "kube-apiserver-kubelet-client"
+ADMIN_GROUP = "system:masters"
+
+
+def client_identity(peercert: dict[str, Any] | None) -> tuple[str, list[str]]:
+    """The user (common name) and groups (organizations) of a verified client certificate."""
+    names = [pair for rdn in (peercert or {}).get("subject", ()) for pair in rdn]
+    user = next((value for key, value in names if key == "commonName"), "")
+    return user, [value for key, value in names if key == "organizationName"]
+
+
+def allowed(user: str, groups: list[str]) -> bool:
+    """Who may use the kubelet API: the API server's kubelet client and cluster admins (a real
+    kubelet asks the API server whether the user may use `nodes/proxy`; these two may)."""
+    return user == API_SERVER_CLIENT or ADMIN_GROUP in groups
+
+
+@web.middleware
+async def _authorized(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    transport = request.transport
+    user, groups = client_identity(transport.get_extra_info("peercert") if transport else None)
+    if not allowed(user, groups):
+        verb = "get" if request.method == "GET" else "create"
+        return web.Response(
+            status=403,
+            text=f"Forbidden (user={user}, verb={verb}, resource=nodes, subresource=proxy)",
+        )
+    return await handler(request)
