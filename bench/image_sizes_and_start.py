@@ -1,7 +1,8 @@
 """The images without Docker: their sizes beside MLServer's, and pod start-up from an image.
 
 Usage (with a running local cluster and the images built: `make images-local cluster-up`):
-    eval "$(make -s cluster-env)"; PYTHONPATH=hack .venv/bin/python bench/image_sizes_and_start.py [N]
+    eval "$(make -s cluster-env)"
+    PYTHONPATH=hack .venv/bin/python bench/image_sizes_and_start.py [N]
 
 Sizes: the unpacked root file systems in the local image store, beside the sizes MLServer's
 published images are reported at (reference figures from public threads, not measured here).

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from images.store import Image, lookup
-
 from devcluster.node.env import ContainerConfigError
+from images.store import Image, lookup
 
 Obj = dict[str, Any]
 __all__ = ["Image", "ImageRun", "lookup", "run_of"]
@@ -38,10 +37,8 @@ class ImageRun:
 def run_of(image: Image, pod: Obj, container: Obj) -> ImageRun:
     """The command, environment, working directory and user of `container` from `image`."""
     command, args = container.get("command"), container.get("args")
-    if command:
-        argv = [*command, *(args or [])]
-    else:
-        argv = [*image.entrypoint, *(args if args is not None else image.cmd)]
+    # Empty args count as unset, as containerd has it: the image's CMD then.
+    argv = [*command, *(args or [])] if command else [*image.entrypoint, *(args or image.cmd)]
     if not argv:
         raise ContainerConfigError(
             f"container {container['name']}: no command specified (the image {image.ref} has no "

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from images.store import Image
 
 from devcluster.node import launch
 from devcluster.node.env import ContainerConfigError
+from images.store import Image
 
 HOST_ENV = {"PATH": "/venv/bin:/usr/bin", "HOME": "/tmp", "KUBERNETES_SERVICE_HOST": "10.244.1.1"}
 
@@ -55,7 +55,7 @@ def _plan(found: Image | None, **container: Any) -> launch.Launch:
     [
         ({}, ["python", "-m", "app", "--serve"]),
         ({"args": ["--check"]}, ["python", "-m", "app", "--check"]),
-        ({"args": []}, ["python", "-m", "app"]),
+        ({"args": []}, ["python", "-m", "app", "--serve"]),  # empty is unset, as containerd has it
         ({"command": ["sh"]}, ["sh"]),
         ({"command": ["sh"], "args": ["-c", "true"]}, ["sh", "-c", "true"]),
     ],
