@@ -44,8 +44,8 @@ proto: $(STAMP) ## Regenerate the gRPC messages (oip_grpc/grpc_predict_v2_pb2.py
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter, CRD drift, hadolint.
-	$(BIN)/ruff check operator serving hack bench tests
-	$(BIN)/ruff format --check operator serving hack bench tests
+	$(BIN)/ruff check --no-cache operator serving hack bench tests
+	$(BIN)/ruff format --no-cache --check operator serving hack bench tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m flywheel.crdgen --check crds charts/flywheel/files/crds

@@ -12,12 +12,12 @@ import json
 from typing import Any
 
 import pytest
+
 from images.build import ensure_images
 from images.buildah import BuildFailed
 from images.recipes import OPERATOR_REF, SERVING_REF
 from images.store import Image
 from images.tools import ToolsMissing
-
 from tests.support.examples import ROOT
 from tests.support.kube import Kubectl, eventually
 
