@@ -23,22 +23,30 @@ from devcluster.binaries import BuildError, ensure_binaries
 from devcluster.controlplane import Cluster, ClusterError
 from images.build import ensure_images
 from images.buildah import BuildFailed
+from images.store import Image
 from images.tools import ToolsMissing
 from tests.support.examples import CRDS
-from tests.support.kube import Kubectl, eventually
+from tests.support.kube import Kubectl, fresh_namespace
 
 
 @pytest.fixture(scope="session")
-def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    """Cluster-wide kubectl for the session's cluster, with the CRDs installed."""
+def built() -> dict[str, Image]:
+    """The operator and serving images of this very tree, built or reused (`make images-local`);
+    the test FAILS with the build's own output when they cannot be built."""
+    try:
+        return ensure_images()
+    except (ToolsMissing, BuildFailed) as error:
+        pytest.fail(f"cannot build the images: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kubectl(tmp_path_factory: pytest.TempPathFactory, built: dict[str, Image]) -> Iterator[Kubectl]:
+    """Cluster-wide kubectl for the session's cluster, with the CRDs installed (the operator's
+    and the model server's pods run from the `built` images)."""
     try:
         binaries = ensure_binaries()
     except BuildError as error:
         pytest.fail(f"cannot build the control-plane binaries: {error}", pytrace=False)
-    try:  # the operator's and the model server's pods run from images of this very tree
-        ensure_images()
-    except (ToolsMissing, BuildFailed) as error:
-        pytest.fail(f"cannot build the images: {error}", pytrace=False)
     given = os.environ.get("FLYWHEEL_TEST_KUBECONFIG")
     cluster: Cluster | None = None
     if given:
@@ -75,15 +83,8 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     digest = hashlib.sha1(f"{request.node.nodeid}{uuid.uuid4()}".encode()).hexdigest()[:8]
     name = f"t-{request.node.name[:40].lower().strip('_').replace('_', '-')}-{digest}"
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
-    kubectl("create", "namespace", name)
-    eventually(
-        lambda: (
-            kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
-        ),
-        what=f"the default ServiceAccount in {name}",
-    )
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kubectl, name):
+        yield name
 
 
 @pytest.fixture

@@ -46,6 +46,11 @@ def node_component(number: int) -> str:
     return NODE if number == 1 else f"{NODE}-{number}"
 
 
+def node_number(component: str) -> int:
+    """The node number (1-based) of a node component's name (`node_component`'s inverse)."""
+    return 1 if component == NODE else int(component.removeprefix(f"{NODE}-"))
+
+
 def is_node(component: str) -> bool:
     """Whether a component is a node agent."""
     return component == NODE or component.startswith(f"{NODE}-")
@@ -157,7 +162,7 @@ def _node_command_line(
     node_dir: Callable[[int], Path],
 ) -> list[str]:
     indices = state.node_indices()
-    number = next(n for n in range(1, len(indices) + 1) if node_component(n) == name)
+    number = node_number(name)
     index = indices[number - 1]
     return [
         sys.executable,

@@ -38,6 +38,7 @@ from devcluster.components import (
     is_node,
     node_component,
     node_name,
+    node_number,
 )
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.node import cgroups, network
@@ -396,7 +397,7 @@ class Cluster:
         raise ClusterError(f"{name} not healthy after {READY_TIMEOUT:.0f}s:\n{self.log_tail(name)}")
 
     def _node_ready(self, state: State, component: str) -> bool:
-        number = 1 if component == NODE else int(component.rsplit("-", 1)[1])
+        number = node_number(component)
         url = f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/nodes/{node_name(number)}"
         try:
             with urllib.request.urlopen(url, timeout=2, context=self._client_context()) as answer:

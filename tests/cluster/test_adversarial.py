@@ -13,10 +13,6 @@ object's conditions and the operator's log lines about it.
 from __future__ import annotations
 
 import http.server
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,11 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import OperatorProcess
+from tests.cluster.conftest import OperatorProcess, launch_operator, stop_operator
 from tests.cluster.lifecycle import QUICKSTART, run_manifest
 from tests.support.adversarial import Case, Outcome, Runner, census, load_cases
-from tests.support.kube import Kubectl, eventually
-from tests.support.ports import free_port
+from tests.support.kube import Kubectl, fresh_namespace
 
 CORPUS = load_cases()
 FAST_RF = {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 10}}
@@ -44,15 +39,8 @@ WORLD_TIMEOUT = "300s"
 def adv_namespace(kubectl: Kubectl) -> Iterator[str]:
     """One namespace for the whole corpus (names are unique per case)."""
     name = f"t-adversarial-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    eventually(
-        lambda: (
-            kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
-        ),
-        what=f"the default ServiceAccount in {name}",
-    )
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kubectl, name):
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -67,32 +55,11 @@ def adv_operator(
 ) -> Iterator[OperatorProcess]:
     """`python -m flywheel --namespace <the corpus's namespace>`, for the whole module."""
     log = tmp_path_factory.mktemp("adversarial") / "operator.log"
-    metrics_port = free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubectl.kubeconfig),
-        "FLYWHEEL_LIVENESS_PORT": str(free_port()),
-        "FLYWHEEL_METRICS_PORT": str(metrics_port),
-        "FLYWHEEL_BIND_ADDRESS": "127.0.0.1",
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flywheel", "--namespace", adv_namespace],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle = OperatorProcess(process, log, metrics_port)
+    handle = launch_operator(kubectl.kubeconfig, adv_namespace, log)
     try:
         yield handle
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_operator(handle)
 
 
 FILES = {

@@ -22,7 +22,7 @@ from flywheel_serving.names import PORT
 from tests.cluster.conftest import launch_operator, stop_operator
 from tests.cluster.lifecycle import artifact_path, cond, dataset_ready, get, infer_body, train
 from tests.support.clusters import own_cluster
-from tests.support.kube import Kubectl, eventually
+from tests.support.kube import Kubectl, eventually, finished_pod, fresh_namespace
 
 PYTHON = "python:3.11"  # recorded, not pulled: the node runs the project's environment
 HOSTNAME = "kubernetes.io/hostname"
@@ -58,15 +58,8 @@ def k2(two_nodes: tuple[Cluster, Kubectl]) -> Iterator[Kubectl]:
     """kubectl in a fresh namespace of the two-node cluster."""
     _, kubectl = two_nodes
     name = f"t-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    eventually(
-        lambda: (
-            kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
-        ),
-        what=f"the default ServiceAccount in {name}",
-    )
-    yield kubectl.in_namespace(name)
-    kubectl("delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kubectl, name) as k:
+        yield k
 
 
 def _nodes(k: Kubectl) -> list[dict[str, Any]]:
@@ -109,11 +102,7 @@ def _finished(k: Kubectl, name: str) -> tuple[dict[str, Any], str]:
     """A pod that succeeded, and its termination message (`kubectl logs` does not reach the
     local node)."""
 
-    def done() -> dict[str, Any] | None:
-        pod = k.json("get", "pod", name)
-        return pod if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
-
-    pod = eventually(done, timeout=90, what=f"pod {name} to finish")
+    pod = finished_pod(k, name)
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0, terminated
     return pod, str(terminated.get("message", ""))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.kube import Kubectl, eventually
+from tests.support.kube import Kubectl, eventually, finished_pod
 
 PYTHON = "python:3.11"  # recorded, not pulled: the node runs the project's environment
 
@@ -245,11 +245,7 @@ spec:
 
 
 def _report(k: Kubectl, pod: str) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        status = k.json("get", "pod", pod)["status"]
-        return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-    status = eventually(finished, timeout=90, what=f"pod {pod} to finish")
+    status = finished_pod(k, pod)["status"]
     terminated = status["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0, terminated
     report: dict[str, Any] = json.loads(terminated["message"])

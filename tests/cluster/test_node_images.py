@@ -11,15 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
-from images.build import ensure_images
-from images.buildah import BuildFailed
 from images.recipes import OPERATOR_REF, SERVING_REF
 from images.store import Image
-from images.tools import ToolsMissing
 from tests.support.examples import ROOT
-from tests.support.kube import Kubectl, eventually
+from tests.support.kube import Kubectl, finished_pod
 
 REPORT = """
 import json, os, sys
@@ -43,14 +38,6 @@ open("/dev/termination-log", "w").write(json.dumps(report))
 """
 
 
-@pytest.fixture(scope="module")
-def built() -> dict[str, Image]:
-    try:
-        return ensure_images()
-    except (ToolsMissing, BuildFailed) as error:
-        pytest.fail(f"cannot build the images: {error}", pytrace=False)
-
-
 def _pod(name: str, image: str, **container: Any) -> dict[str, Any]:
     spec = {
         "restartPolicy": "Never",
@@ -61,11 +48,7 @@ def _pod(name: str, image: str, **container: Any) -> dict[str, Any]:
 
 
 def _finished(k: Kubectl, name: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        pod = k.json("get", "pod", name)
-        return pod if pod["status"].get("phase") in ("Succeeded", "Failed") else None
-
-    return eventually(done, timeout=120, what=f"pod {name} to finish")
+    return finished_pod(k, name, timeout=120)
 
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any]:

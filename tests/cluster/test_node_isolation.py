@@ -18,7 +18,7 @@ from devcluster.node import isolation, sandbox
 from devcluster.node.isolation import MASK, RUNTIME, SCRATCH, Layer, plan
 from devcluster.node.sandbox import ContainerRoot, Mount
 from flywheel.core.podspec import RESTRICTED_CONTAINER, RESTRICTED_POD
-from tests.support.kube import Kubectl, eventually
+from tests.support.kube import Kubectl, finished_pod, fresh_namespace
 
 PYTHON = "python:3.11"  # recorded, not pulled: the node runs the project's environment
 RUNTIME_IN_TMP = sorted(
@@ -86,11 +86,7 @@ def _output(k: Kubectl, pod: str) -> Any:
     """The JSON a finished pod wrote as its termination message (the pod must have succeeded;
     `kubectl logs` does not reach the local node)."""
 
-    def finished() -> dict[str, Any] | None:
-        status = k.json("get", "pod", pod)["status"]
-        return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-    status = eventually(finished, timeout=90, what=f"pod {pod} to finish")
+    status = finished_pod(k, pod)["status"]
     terminated = status["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0, terminated
     return json.loads(terminated["message"])
@@ -100,15 +96,8 @@ def _output(k: Kubectl, pod: str) -> Any:
 def other(kubectl: Kubectl, namespace: str) -> Iterator[Kubectl]:
     """kubectl in a second fresh namespace."""
     name = f"{namespace}-b"
-    kubectl("create", "namespace", name)
-    eventually(
-        lambda: (
-            kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
-        ),
-        what=f"the default ServiceAccount in {name}",
-    )
-    yield kubectl.in_namespace(name)
-    kubectl("delete", "namespace", name, "--wait=false")
+    with fresh_namespace(kubectl, name) as k:
+        yield k
 
 
 def test_a_pod_cannot_see_another_pods_volumes_or_the_cluster_state(

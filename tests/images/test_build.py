@@ -23,20 +23,11 @@ from images.build import build, ensure_images, image_digest
 from images.buildah import Buildah, BuildFailed
 from images.recipes import OPERATOR_REF, REPO, SERVING_REF, VERSION, Recipe
 from images.store import Image, images_root, lookup
-from images.tools import ToolsMissing
 from tests.support.images import run_in_image
 
 pytestmark = pytest.mark.slow
 
 MISSING_PACKAGE = "flywheel-no-such-package"
-
-
-@pytest.fixture(scope="module")
-def built() -> dict[str, Image]:
-    try:
-        return ensure_images()
-    except (ToolsMissing, BuildFailed) as error:
-        pytest.fail(f"cannot build the images: {error}", pytrace=False)
 
 
 def test_image_configs(built: dict[str, Image]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,3 +87,30 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
         if item.get("type") == type_:
             return dict(item)
     return None
+
+
+@contextmanager
+def fresh_namespace(kubectl: Kubectl, name: str) -> Iterator[Kubectl]:
+    """Create namespace `name`, wait for its default ServiceAccount (pods can be admitted), yield
+    kubectl defaulting to it, delete it afterwards (without waiting)."""
+    kubectl("create", "namespace", name)
+    eventually(
+        lambda: (
+            kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
+        ),
+        what=f"the default ServiceAccount in {name}",
+    )
+    try:
+        yield kubectl.in_namespace(name)
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false")
+
+
+def finished_pod(k: Kubectl, name: str, *, timeout: float = 90) -> dict[str, Any]:
+    """The pod object once its phase is Succeeded or Failed."""
+
+    def done() -> dict[str, Any] | None:
+        pod: dict[str, Any] = k.json("get", "pod", name)
+        return pod if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
+
+    return eventually(done, timeout=timeout, what=f"pod {name} to finish")

@@ -298,7 +298,9 @@ async def stream(source: LogSource, options: LogOptions, sink: Sink, *, follow: 
     while True:
         live = source.live()  # before reading: what it wrote before it ended is read below
         try:
-            data = source.path.read_bytes()[offset:]
+            with source.path.open("rb") as log:  # only what is new since the last read
+                log.seek(offset)
+                data = log.read()
         except FileNotFoundError:
             return
         shape = options if first else LogOptions(options.timestamps, since=options.since)
